@@ -1,0 +1,46 @@
+# kdtools: the README's two commands.
+#   make demo    builds the toy world and runs the workflow on it (CPU, minutes)
+#   make test    runs the offline, CPU-only test suite
+# Both run `setup` first: a .venv with the package and its dev extra.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.kdtools-setup
+# CPU machines get the local CPU wheel of torch; a machine with a GPU gets the CUDA build that
+# pip resolves, and an environment that already has torch keeps it (never replaced).
+CPU_TORCH ?= torch==2.13.0
+export DS_BUILD_OPS := 0
+export TRL_EXPERIMENTAL_SILENCE := 1
+
+.PHONY: setup demo test lint clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+	  echo "setup: keeping the installed torch $$($(PY) -c 'import torch; print(torch.__version__)')"; \
+	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  echo "setup: GPU present, torch comes with the package's CUDA build"; \
+	else \
+	  echo "setup: no torch and no GPU: installing $(CPU_TORCH) (CPU)"; \
+	  $(PIP) install --quiet $(CPU_TORCH); \
+	fi
+	$(PIP) install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/snakemake --profile profiles/local demo --config world=toy
+	@echo "demo: models and run.json manifests under results/toy/models/"
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check kdtools tests
+	$(VENV)/bin/snakemake --lint --config world=smoke
+
+clean-demo:
+	rm -rf results/toy

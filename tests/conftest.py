@@ -1,0 +1,62 @@
+"""Shared fixtures: offline environment, the smoke world built once per session, a Tulu-schema
+dataset written locally. Everything here is CPU-only and needs no network."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+OFFLINE_ENV = {
+    "WANDB_MODE": "offline",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRL_EXPERIMENTAL_SILENCE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+os.environ.update(OFFLINE_ENV)
+
+
+def kdtools(*args: str, results: Path, world: str = "smoke", check: bool = True,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real `kdtools` CLI in a subprocess, as a user would."""
+    cmd = [sys.executable, "-m", "kdtools.cli", "--world", world, "--results", str(results), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=results.parent,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_results(tmp_path_factory) -> Path:
+    """A results root with the smoke world built and its data subsets written."""
+    results = tmp_path_factory.mktemp("smoke") / "results"
+    results.mkdir()
+    kdtools("toy", results=results)
+    kdtools("data", results=results)
+    return results
+
+
+def tulu_rows(n: int, seed: int = 0) -> list[dict]:
+    """Rows in allenai/tulu-3-sft-mixture's schema (id, messages, source)."""
+    rows = []
+    for i in range(n):
+        a, b = (i * 7 + seed) % 50, (i * 13 + seed) % 50
+        messages = [{"role": "user", "content": f"What is {a} plus {b}?"},
+                    {"role": "assistant", "content": f"{a} plus {b} is {a + b}."}]
+        if i % 5 == 0:
+            messages.insert(0, {"role": "system", "content": "You are a helpful assistant."})
+        rows.append({"id": f"fixture_{i}", "messages": messages, "source": "fixture/arith"})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

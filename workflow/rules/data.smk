@@ -1,0 +1,29 @@
+# The toy world and the nested data subsets.
+
+
+rule toy_world:
+    output:
+        str(WORLD.built_dir / paths.MANIFEST),
+    log:
+        f"{RESULTS}/{W}/logs/toy.log",
+    resources:
+        cpus_per_task=2,
+        mem_mb=8000,
+        runtime=30,
+    shell:
+        "{KD} toy > {log} 2>&1"
+
+
+rule data:
+    input:
+        world_manifest(),
+    output:
+        data_manifest(),
+    log:
+        f"{RESULTS}/{W}/logs/data.log",
+    resources:
+        cpus_per_task=4,
+        mem_mb=32000,
+        runtime=60,
+    shell:
+        "{KD} data > {log} 2>&1"
