@@ -97,6 +97,10 @@ def data(
         typer.Option(help="Comma-separated size labels to write, e.g. 10k,40k,full (default: all the world's sizes)."),
     ] = None,
     name: Annotated[Optional[str], typer.Option(help="Dataset folder name (default: the world's data.name).")] = None,
+    task: Annotated[
+        Optional[str],
+        typer.Option(help="A domain task (translation, summarization, arc): its training split as `messages`, size 'full'."),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Rewrite even if a complete manifest exists.")] = False,
 ) -> None:
     """Write nested, deterministic subsets (10k in 20k in ... in full) of the instruction data as
@@ -104,7 +108,7 @@ def data(
     try:
         from kdtools import data as stage
 
-        job = stage.make_job(_world(), source=source, sizes=sizes, name=name, force=force)
+        job = stage.make_job(_world(), source=source, sizes=sizes, name=name, task=task, force=force)
         stage.run(job)
     except KdError as exc:
         _fail(exc)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kdtools import manifest, paths
+from kdtools import manifest, paths, tasks
 from kdtools.chat import validate_messages
 from kdtools.errors import KdError
 from kdtools.world import World
@@ -39,17 +39,28 @@ class DataJob:
     out_dir: Path
     seed: int
     force: bool
+    task: str | None = None     # a domain task: rows are converted with kdtools.tasks
 
     def config(self) -> dict:
         return {
             "world": self.world.name, "source": self.source, "split": self.split,
-            "name": self.name, "sizes": dict(self.sizes), "seed": self.seed,
+            "name": self.name, "sizes": dict(self.sizes), "seed": self.seed, "task": self.task,
         }
 
 
 def make_job(world: World, source: str | None = None, sizes: str | None = None,
-             name: str | None = None, force: bool = False) -> DataJob:
-    """Validate every argument (cheap checks only) and resolve them against the world."""
+             name: str | None = None, task: str | None = None, force: bool = False) -> DataJob:
+    """Validate every argument (cheap checks only) and resolve them against the world.
+
+    With `task`, the source is the task's training split (converted to `messages`) and the only
+    size is 'full': the paper's domain tasks train on all of their ~1k human examples."""
+    if task:
+        if source or sizes:
+            raise KdError("--task takes its data from the task's training split: drop --source/--sizes")
+        src = str(tasks.split_file(world, task, "train"))
+        return DataJob(world=world, source=src, split="train", name=task, sizes=(("full", None),),
+                       out_dir=paths.data_dir(world.results, world.name, task), seed=world.seed,
+                       force=force, task=task)
     labels = [s.strip() for s in sizes.split(",") if s.strip()] if sizes else list(world.data.sizes)
     if not labels:
         raise KdError("--sizes is empty: give labels like 10k,40k,full")
@@ -127,6 +138,8 @@ def run(job: DataJob) -> dict:
         return done
     started = time.time()
     rows = load_rows(job.source, job.split, job.world)
+    if job.task:
+        rows = [tasks.to_messages(job.task, row, i) for i, row in enumerate(rows)]
     if not rows:
         raise KdError(f"data source {job.source} has no rows: point --source at a non-empty dataset")
     for i, row in enumerate(rows):
@@ -156,13 +169,13 @@ def run(job: DataJob) -> dict:
     )
 
 
-def subset_path(world: World, size: str, dataset: str | None = None) -> Path:
+def subset_path(world: World, size: str, dataset: str | None = None, command: str = "data") -> Path:
     """The file `kdtools data` writes for `size`; a KdError naming the command if missing."""
     world.size_rows(size)
     dataset = dataset or world.data.name
     path = paths.subset_file(world.results, world.name, dataset, size)
     if not path.is_file() or manifest.read_manifest(path.parent) is None:
         raise KdError(
-            f"no {size} subset of '{dataset}' yet ({path}): run `kdtools --world {world.name} data` first"
+            f"no {size} subset of '{dataset}' yet ({path}): run `kdtools --world {world.name} {command}` first"
         )
     return path

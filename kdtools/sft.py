@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kdtools import manifest, paths, tracking
+from kdtools import manifest, paths, tasks, tracking
 from kdtools.data import subset_path
 from kdtools.errors import KdError
 from kdtools.world import TrainDefaults, World
@@ -80,8 +80,11 @@ def make_job(world: World, model: str, data: str, task: str = GENERAL, init: str
     """All checks that need no model: alias, size, data file, init, overrides, output folder."""
     world.resolve_model(model)
     world.size_rows(data)
+    if task != GENERAL:
+        tasks.check_task(task)
     dataset = world.data.name if task == GENERAL else task
-    data_file = subset_path(world, data, dataset)
+    hint = f"data --task {task}" if task != GENERAL else "data"
+    data_file = subset_path(world, data, dataset, hint)
     weights, init_name, variant = resolve_init(world, model, task, init)
     train = world.train
     for key, value in (("max_steps", max_steps), ("epochs", epochs), ("learning_rate", learning_rate)):

@@ -1,0 +1,63 @@
+"""The paper's domain tasks: where their data lives and how a row becomes a conversation.
+
+Rows keep the real datasets' schemas (Flores-200, DialogSum, ARC); `to_messages` turns one into
+Tulu 3's `messages` form with the prompt the student is trained and evaluated on. The toy world
+generates the same schemas under <results>/<world>/world/tasks/<task>/<split>.jsonl.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kdtools.errors import KdError
+
+TASKS = ("translation", "summarization", "arc")
+
+
+def check_task(task: str) -> str:
+    if task not in TASKS:
+        raise KdError(f"unknown task '{task}': use 'general' or one of {', '.join(TASKS)}")
+    return task
+
+
+def prompt(task: str, row: dict) -> str:
+    """The user turn for one row of `task` (no answer)."""
+    if task == "translation":
+        return f"Translate the following Assamese sentence into English.\n{row['sentence_asm_Beng']}"
+    if task == "summarization":
+        return f"Summarize the following dialogue in one or two sentences.\n{row['dialogue']}"
+    choices = "\n".join(f"{label}. {text}" for label, text in
+                        zip(row["choices"]["label"], row["choices"]["text"]))
+    return f"{row['question']}\n{choices}\nAnswer with the letter of the correct choice."
+
+
+def reference(task: str, row: dict) -> str:
+    """The gold answer of one row of `task`."""
+    if task == "translation":
+        return row["sentence_eng_Latn"]
+    if task == "summarization":
+        return row["summary"]
+    return row["answerKey"]
+
+
+def to_messages(task: str, row: dict, index: int) -> dict:
+    return {
+        "id": f"{task}_{row.get('id', index)}",
+        "messages": [{"role": "user", "content": prompt(task, row)},
+                     {"role": "assistant", "content": reference(task, row)}],
+        "source": f"task/{task}",
+    }
+
+
+def split_file(world, task: str, split: str) -> Path:
+    """The toy world's file for a task split; the paper world's tasks come with the synth issue."""
+    check_task(task)
+    if not world.toy:
+        raise KdError(
+            f"domain task data for world '{world.name}' is not built yet (the synth issue loads "
+            "Flores-200, DialogSum and ARC from the hub); use --world toy for now"
+        )
+    path = world.built_dir / "tasks" / task / f"{split}.jsonl"
+    if not path.is_file():
+        raise KdError(f"{path} does not exist: run `kdtools --world {world.name} toy` first")
+    return path
