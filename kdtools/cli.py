@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -35,7 +35,7 @@ err = Console(stderr=True)
 
 class State:
     world: str = "paper"
-    results: Optional[str] = None
+    results: str | None = None
 
 
 def _world():
@@ -60,7 +60,7 @@ def main(
         ),
     ] = "paper",
     results: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--results", envvar="KDTOOLS_RESULTS", help="Results root (default ./results)."),
     ] = None,
 ) -> None:
@@ -88,17 +88,17 @@ def toy(
 @app.command()
 def data(
     source: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Hub dataset id or local .jsonl/.parquet with a `messages` column "
                      "(default: the world's data.source, e.g. allenai/tulu-3-sft-mixture)."),
     ] = None,
     sizes: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Comma-separated size labels to write, e.g. 10k,40k,full (default: all the world's sizes)."),
     ] = None,
-    name: Annotated[Optional[str], typer.Option(help="Dataset folder name (default: the world's data.name).")] = None,
+    name: Annotated[str | None, typer.Option(help="Dataset folder name (default: the world's data.name).")] = None,
     task: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="A domain task (translation, summarization, arc): its training split as `messages`, size 'full'."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Rewrite even if a complete manifest exists.")] = False,
@@ -120,14 +120,14 @@ def sft(
     data: Annotated[str, typer.Option(help="Data size as the paper writes it: 10k ... 939k, full.")],
     task: Annotated[str, typer.Option(help="'general' (Tulu 3) or a domain task (toy world: translation, summarization, arc).")] = "general",
     init: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Start from: 'base' (the model itself), 'sft' (its full-data general SFT), "
                      "or a model folder. Default: base for general, sft for domain tasks."),
     ] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: derived from the arguments).")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps (quick looks).")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Override the world's epochs.")] = None,
-    learning_rate: Annotated[Optional[float], typer.Option("--lr", help="Override the world's learning rate.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: derived from the arguments).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps (quick looks).")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Override the world's epochs.")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Override the world's learning rate.")] = None,
     force: Annotated[bool, typer.Option(help="Retrain even if a finished run with another config exists.")] = False,
 ) -> None:
     """Supervised fine-tuning with TRL's SFTTrainer on the assistant tokens, with the paper's

@@ -99,7 +99,7 @@ def load_rows(source: str, split: str, world: World) -> list[dict]:
     if _is_local(source):
         path = Path(source)
         if not path.is_file():
-            hint = " (run `kdtools --world %s toy` first)" % world.name if world.toy else ""
+            hint = f" (run `kdtools --world {world.name} toy` first)" if world.toy else ""
             raise KdError(f"data source {path} does not exist{hint}")
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
@@ -139,7 +139,8 @@ def run(job: DataJob) -> dict:
     started = time.time()
     rows = load_rows(job.source, job.split, job.world)
     if job.task:
-        rows = [tasks.to_messages(job.task, row, i) for i, row in enumerate(rows)]
+        rows = [tasks.to_messages(job.task, row, i, job.world.source_language)
+                for i, row in enumerate(rows)]
     if not rows:
         raise KdError(f"data source {job.source} has no rows: point --source at a non-empty dataset")
     for i, row in enumerate(rows):

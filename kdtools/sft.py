@@ -218,6 +218,8 @@ def run(job: SftJob) -> dict | None:
         "train_loss_mean": round(result.training_loss, 5),
         "tokens_seen": int(trainer.state.num_input_tokens_seen),
         "rows": len(train_set),
+        # TRL drops conversations whose prompt alone fills max_length (no assistant token left)
+        "rows_dropped_too_long": len(train_set) - len(trainer.train_dataset),
     }
     if not trainer.is_world_process_zero():
         return None

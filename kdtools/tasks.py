@@ -12,6 +12,7 @@ from pathlib import Path
 from kdtools.errors import KdError
 
 TASKS = ("translation", "summarization", "arc")
+LETTERS = "ABCDEFGHIJ"
 
 
 def check_task(task: str) -> str:
@@ -20,15 +21,20 @@ def check_task(task: str) -> str:
     return task
 
 
-def prompt(task: str, row: dict) -> str:
-    """The user turn for one row of `task` (no answer)."""
+def mc_prompt(question: str, options: list[str]) -> str:
+    """The one multiple-choice layout (ARC, GPQA, MMLU-Pro and the toy instructions alike)."""
+    lines = [question] + [f"{LETTERS[i]}. {o}" for i, o in enumerate(options)]
+    return "\n".join(lines) + "\nAnswer with the letter of the correct option."
+
+
+def prompt(task: str, row: dict, language: str = "Assamese") -> str:
+    """The user turn for one row of `task` (no answer); `language` is the translation source
+    language's name (the world's `source_language`: Assamese, or the toy world's Amsi)."""
     if task == "translation":
-        return f"Translate the following Assamese sentence into English.\n{row['sentence_asm_Beng']}"
+        return f"Translate from {language} to English: {row['sentence_asm_Beng']}"
     if task == "summarization":
-        return f"Summarize the following dialogue in one or two sentences.\n{row['dialogue']}"
-    choices = "\n".join(f"{label}. {text}" for label, text in
-                        zip(row["choices"]["label"], row["choices"]["text"]))
-    return f"{row['question']}\n{choices}\nAnswer with the letter of the correct choice."
+        return f"Summarize the dialogue:\n{row['dialogue']}"
+    return mc_prompt(row["question"], row["choices"]["text"])
 
 
 def reference(task: str, row: dict) -> str:
@@ -40,10 +46,10 @@ def reference(task: str, row: dict) -> str:
     return row["answerKey"]
 
 
-def to_messages(task: str, row: dict, index: int) -> dict:
+def to_messages(task: str, row: dict, index: int, language: str = "Assamese") -> dict:
     return {
         "id": f"{task}_{row.get('id', index)}",
-        "messages": [{"role": "user", "content": prompt(task, row)},
+        "messages": [{"role": "user", "content": prompt(task, row, language)},
                      {"role": "assistant", "content": reference(task, row)}],
         "source": f"task/{task}",
     }

@@ -71,6 +71,7 @@ class World:
     results: Path
     models: dict[str, str]
     chat_template: str | None
+    source_language: str               # the translation task's source language, as prompts name it
     data: DataSpec
     train: TrainDefaults
     wandb: dict
@@ -172,6 +173,7 @@ def load_world(world: str, results: str | Path | None = None) -> World:
         results=root,
         models=dict(raw["models"]),
         chat_template=raw.get("chat_template"),
+        source_language=raw.get("source_language", "Assamese"),
         data=DataSpec(data["name"], data["source"], data.get("split", "train"), dict(data["sizes"])),
         train=TrainDefaults(**raw["train"]),
         wandb=dict(raw.get("wandb") or {}),

@@ -88,3 +88,11 @@ def test_unparsable_yaml(tmp_path):
 def test_unknown_world():
     with pytest.raises(KdError, match="unknown world 'moon'"):
         load_world("moon")
+
+
+@pytest.mark.parametrize("name", ["toy", "smoke"])
+def test_toy_source_language_is_the_generated_one(name):
+    from kdtools.toy.language import LANGUAGE
+
+    assert load_world(name).source_language == LANGUAGE
+    assert load_world("paper").source_language == "Assamese"

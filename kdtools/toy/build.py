@@ -75,7 +75,7 @@ def write_content(content, out: Path) -> dict:
             files[f"tasks/{name}/{split}.jsonl"] = rows
     for rel, rows in files.items():
         write_jsonl(out / rel, rows)
-    manifest.atomic_write_text(out / "corpus" / "pretrain.txt", "\n".join(content.pretrain_texts) + "\n")
+    write_jsonl(out / "corpus" / "pretrain.jsonl", [{"text": t} for t in content.pretrain_texts])
     return {rel: len(rows) for rel, rows in files.items()}
 
 

@@ -1,0 +1,1 @@
+"""The embedded toy world: generated content, tokenizer and tiny Llama models."""
