@@ -74,8 +74,10 @@ def make_job(world: World, source: str | None = None, sizes: str | None = None,
     )
 
 
-def _is_local(source: str) -> bool:
-    return source.endswith((".jsonl", ".json", ".parquet")) or Path(source).exists()
+def _is_local_file(source: str) -> bool:
+    """A file we read ourselves (clear line-numbered errors); anything else - a hub id or a
+    folder laid out like a hub dataset repo - goes through `datasets.load_dataset`."""
+    return source.endswith((".jsonl", ".json", ".parquet")) or Path(source).is_file()
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -96,7 +98,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def load_rows(source: str, split: str, world: World) -> list[dict]:
     """All rows of the source, as dicts with (at least) a `messages` field."""
-    if _is_local(source):
+    if _is_local_file(source):
         path = Path(source)
         if not path.is_file():
             hint = f" (run `kdtools --world {world.name} toy` first)" if world.toy else ""
@@ -109,7 +111,8 @@ def load_rows(source: str, split: str, world: World) -> list[dict]:
             except Exception as exc:  # pyarrow raises several types for a bad file
                 raise KdError(f"{path} is not a readable Parquet file ({exc}): re-export it") from None
         return read_jsonl(path)
-    # The hub: allenai/tulu-3-sft-mixture on a cluster (needs network or a warm HF cache).
+    # The hub (allenai/tulu-3-sft-mixture on a cluster: network or a warm HF cache), or a local
+    # folder in the same layout.
     import datasets
 
     try:
@@ -132,8 +135,7 @@ def nested_order(n_rows: int, seed: int) -> list[int]:
 
 
 def run(job: DataJob) -> dict:
-    done = manifest.read_manifest(job.out_dir)
-    if done and done.get("config_hash") == manifest.config_hash(job.config()) and not job.force:
+    if done := manifest.reusable(job.out_dir, job.config(), job.force):
         console.print(f"[green]up to date:[/] {job.out_dir}/run.json")
         return done
     started = time.time()

@@ -108,6 +108,15 @@ def read_manifest(folder: Path) -> dict | None:
         return None
 
 
+def reusable(folder: Path, config: dict, force: bool = False) -> dict | None:
+    """The manifest of a finished run of exactly this config (unless forced), else None: what
+    lets a rerun skip work that is already done."""
+    done = read_manifest(folder)
+    if done and not force and done.get("config_hash") == config_hash(config):
+        return done
+    return None
+
+
 def write_manifest(folder: Path, verb: str, config: dict, started: float, **fields: Any) -> dict:
     """Write `folder/run.json` (resolved config, hash, versions, commit, wall time, extras) last."""
     payload = {

@@ -81,3 +81,28 @@ def test_subset_path_requires_the_manifest(world, tmp_path):
     write_jsonl(folder / "10k.jsonl", tulu_rows(50))  # a file without run.json: unfinished work
     with pytest.raises(KdError, match="kdtools --world smoke data"):
         data.subset_path(world, "10k")
+
+
+def test_hub_code_path_with_a_local_dataset_repo(world, tmp_path):
+    """The paper world loads Tulu 3 with `datasets.load_dataset(id, split=...)`; a folder laid out
+    like the hub repo (data/train-*.parquet, extra columns) goes through exactly that call."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    repo = tmp_path / "tulu-3-sft-mixture"
+    (repo / "data").mkdir(parents=True)
+    rows = tulu_rows(120)
+    for r in rows:
+        r["extra_column"] = "dropped"
+    pq.write_table(pa.Table.from_pylist(rows), repo / "data" / "train-00000-of-00001.parquet")
+    done = data.run(data.make_job(world, source=str(repo), name="tulu", sizes="10k,20k"))
+    assert done["source_rows"] == 120 and done["subsets"]["20k"]["rows"] == 100
+    first = json.loads(lines(world.results / "smoke" / "data" / "tulu" / "10k.jsonl")[0])
+    assert set(first) == {"id", "messages", "source"}
+
+
+def test_unreachable_hub_dataset_is_one_clear_error(world):
+    from kdtools.errors import KdError
+
+    with pytest.raises(KdError, match="could not load dataset 'nobody/no-such-dataset'"):
+        data.run(data.make_job(world, source="nobody/no-such-dataset", name="x", sizes="10k"))

@@ -16,6 +16,7 @@ def test_world_is_complete(smoke_results):
     world = smoke_results / "smoke" / "world"
     run = json.loads((world / "run.json").read_text())
     params = [run["models"][a]["params"] for a in ("1b", "3b", "8b", "70b")]
+    assert all(run["models"][a]["corpus_loss"] > 0 for a in ALIASES)
     assert params == sorted(params) and len(set(params)) == 4, params
     for rel in ("data/instructions.jsonl", "data/it_instructions.jsonl", "corpus/pretrain.jsonl",
                 "tokenizer/tokenizer.json"):

@@ -56,6 +56,7 @@ def make_job(world: World, force: bool = False) -> ToyJob:
             f"{world.file}: unknown key '{unknown[0]}' at toy.content: check the spelling "
             f"(allowed here: {', '.join(sorted(known))})"
         )
+    ContentSpec(seed=world.seed, **world.toy["content"])  # its own range checks, before any work
     return ToyJob(world=world, out=world.built_dir, spec=world.toy, force=force)
 
 
@@ -80,8 +81,7 @@ def write_content(content, out: Path) -> dict:
 
 
 def run(job: ToyJob) -> dict:
-    done = manifest.read_manifest(job.out)
-    if done and done.get("config_hash") == manifest.config_hash(job.config()) and not job.force:
+    if done := manifest.reusable(job.out, job.config(), job.force):
         console.print(f"[green]up to date:[/] toy world at {job.out}")
         return done
     started = time.time()
@@ -122,7 +122,8 @@ def run(job: ToyJob) -> dict:
                                       p["warmup_steps"], f"pretrain {alias}")
         models[alias] = model
         facts[alias] = {"params": sum(t.numel() for t in model.parameters()),
-                        "pretrain_loss_last": round(sum(losses[-10:]) / len(losses[-10:]), 4), **shape}
+                        "pretrain_loss_last": round(sum(losses[-10:]) / len(losses[-10:]), 4),
+                        "corpus_loss": pretrain.corpus_loss(model, stream, p["seq_len"]), **shape}
 
     it = spec["instruct"]
     teacher = models["70b"]

@@ -90,6 +90,16 @@ def conversation_batches(tokenizer, conversations: list[list[dict]], max_len: in
     return next_batch
 
 
+def corpus_loss(model, stream, seq_len: int, windows: int = 64, seed: int = 12345) -> float:
+    """Mean next-token loss on a fixed sample of corpus windows: how much of the world's text
+    (its facts, lexicon, skills) a base model has absorbed. Lower = knows more."""
+    import torch
+
+    batch = window_batches(stream, seq_len, windows, seed)()
+    with torch.no_grad():
+        return round(model(**batch).loss.item(), 4)
+
+
 def train_steps(model, next_batch: Callable, steps: int, lr: float, warmup: int, label: str) -> list[float]:
     """Run `steps` AdamW steps; return the loss of every step."""
     import torch
