@@ -10,8 +10,12 @@ rule toy_world:
         cpus_per_task=2,
         mem_mb=8000,
         runtime=30,
+    params:
+        kd=KD,
+    conda:
+        "../../envs/kdtools.yaml"
     shell:
-        "{KD} toy > {log} 2>&1"
+        "{params.kd} toy > {log} 2>&1"
 
 
 rule data:
@@ -25,5 +29,9 @@ rule data:
         cpus_per_task=4,
         mem_mb=32000,
         runtime=60,
+    params:
+        kd=KD,
+    conda:
+        "../../envs/kdtools.yaml"
     shell:
-        "{KD} data > {log} 2>&1"
+        "{params.kd} data > {log} 2>&1"

@@ -17,5 +17,9 @@ rule sft:
         cpus_per_task=train_resource("cpus_per_task"),
         mem_mb=train_resource("mem_mb"),
         runtime=train_resource("runtime"),
+    params:
+        kd=KD,
+    conda:
+        "../../envs/kdtools.yaml"
     shell:
-        "{KD} sft --model {wildcards.model} --data {wildcards.size} > {log} 2>&1"
+        "{params.kd} sft --model {wildcards.model} --data {wildcards.size} > {log} 2>&1"
