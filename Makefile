@@ -31,8 +31,9 @@ $(STAMP): pyproject.toml
 	$(PIP) install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The rules call `kdtools` from PATH (the cluster's env, or --use-conda's): put the venv's first.
 demo: setup
-	$(VENV)/bin/snakemake --profile profiles/local demo --config world=toy
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/snakemake --profile profiles/local demo --config world=toy
 	@echo "demo: models and run.json manifests under results/toy/models/"
 
 test: setup
