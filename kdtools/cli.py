@@ -38,10 +38,16 @@ class State:
     results: str | None = None
 
 
-def _world():
+# Every verb also takes --world/--results after its name (`kdtools sft --world toy ...`),
+# overriding the global ones given before it.
+VerbWorld = Annotated[str | None, typer.Option("--world", "-w", help="paper | toy | smoke | a world YAML (same as the global option).")]
+VerbResults = Annotated[str | None, typer.Option("--results", help="Results root (same as the global option).")]
+
+
+def _world(world: str | None = None, results: str | None = None):
     from kdtools.world import load_world
 
-    return load_world(State.world, State.results)
+    return load_world(world or State.world, results or State.results)
 
 
 def _fail(exc: KdError) -> None:
@@ -72,6 +78,8 @@ def main(
 @app.command()
 def toy(
     force: Annotated[bool, typer.Option(help="Rebuild even if the cached world matches its config.")] = False,
+    world: VerbWorld = None,
+    results: VerbResults = None,
 ) -> None:
     """Build the embedded toy world: generated data and benchmarks, a tokenizer trained locally,
     and toy base models 1b < 3b < 8b < 70b plus 70b-it, all deterministic from the world's seed.
@@ -79,7 +87,7 @@ def toy(
     try:
         from kdtools.toy import build
 
-        job = build.make_job(_world(), force=force)
+        job = build.make_job(_world(world, results), force=force)
         build.run(job)
     except KdError as exc:
         _fail(exc)
@@ -102,13 +110,15 @@ def data(
         typer.Option(help="A domain task (translation, summarization, arc): its training split as `messages`, size 'full'."),
     ] = None,
     force: Annotated[bool, typer.Option(help="Rewrite even if a complete manifest exists.")] = False,
+    world: VerbWorld = None,
+    results: VerbResults = None,
 ) -> None:
     """Write nested, deterministic subsets (10k in 20k in ... in full) of the instruction data as
     JSONL files, with a manifest of counts and hashes."""
     try:
         from kdtools import data as stage
 
-        job = stage.make_job(_world(), source=source, sizes=sizes, name=name, task=task, force=force)
+        job = stage.make_job(_world(world, results), source=source, sizes=sizes, name=name, task=task, force=force)
         stage.run(job)
     except KdError as exc:
         _fail(exc)
@@ -129,6 +139,8 @@ def sft(
     epochs: Annotated[float | None, typer.Option(help="Override the world's epochs.")] = None,
     learning_rate: Annotated[float | None, typer.Option("--lr", help="Override the world's learning rate.")] = None,
     force: Annotated[bool, typer.Option(help="Retrain even if a finished run with another config exists.")] = False,
+    world: VerbWorld = None,
+    results: VerbResults = None,
 ) -> None:
     """Supervised fine-tuning with TRL's SFTTrainer on the assistant tokens, with the paper's
     hyperparameters (AdamW, lr 5e-6, batch 128, 2 epochs, linear, 3% warmup, 4096 tokens)."""
@@ -136,7 +148,7 @@ def sft(
         from kdtools import sft as stage
 
         job = stage.make_job(
-            _world(), model=model, data=data, task=task, init=init, out=out,
+            _world(world, results), model=model, data=data, task=task, init=init, out=out,
             max_steps=max_steps, epochs=epochs, learning_rate=learning_rate, force=force,
         )
         stage.run(job)

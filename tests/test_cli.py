@@ -136,3 +136,18 @@ def test_unwritable_output(tmp_path):
     blocker.write_text("not a folder")
     one_line_error(invoke(tmp_path, "sft", "--model", "1b", "--data", "10k", "--out", str(blocker / "x" / "y")),
                    "cannot write")
+
+
+def test_world_after_the_verb_as_the_issue_writes_it(tmp_path):
+    """`kdtools sft --model 1b --data 10k --world toy` must mean the toy world, like the global form."""
+    result = runner.invoke(app, ["sft", "--model", "1b", "--data", "10k", "--world", "toy",
+                                 "--results", str(tmp_path)])
+    one_line_error(result, "kdtools --world toy data")
+    result = runner.invoke(app, ["--world", "paper", "data", "--world", "moon"])
+    one_line_error(result, "unknown world 'moon'")
+
+
+def test_world_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDTOOLS_WORLD", "smoke")
+    result = runner.invoke(app, ["--results", str(tmp_path), "sft", "--model", "1b", "--data", "939k"])
+    one_line_error(result, "not defined in world 'smoke'")
