@@ -75,6 +75,7 @@ class World:
     data: DataSpec
     train: TrainDefaults
     wandb: dict
+    gkd: dict                            # GKD/SeqKD defaults (lmbda, beta, ...); stages fill gaps
     toy: dict | None
     raw: dict                            # the validated YAML, for provenance
 
@@ -177,6 +178,7 @@ def load_world(world: str, results: str | Path | None = None) -> World:
         data=DataSpec(data["name"], data["source"], data.get("split", "train"), dict(data["sizes"])),
         train=TrainDefaults(**raw["train"]),
         wandb=dict(raw.get("wandb") or {}),
+        gkd=dict(raw.get("gkd") or {}),
         toy=raw.get("toy"),
         raw=raw,
     )
