@@ -156,6 +156,105 @@ def sft(
         _fail(exc)
 
 
+@app.command()
+def gkd(
+    student: Annotated[str, typer.Option(help="Student alias (1b 3b 8b) or a model folder.")],
+    data: Annotated[str, typer.Option(help="Data size as the paper writes it: 10k ... 939k, full.")],
+    task: Annotated[str, typer.Option(help="'general' (Tulu 3) or a domain task (translation, summarization, arc).")] = "general",
+    teacher: Annotated[str | None, typer.Option(help="'70b' = the 70b SFT'd on the same data (T_s, default); '70b-it' = the instruction-tuned model as is; or a model folder.")] = None,
+    init: Annotated[str | None, typer.Option(help="'sft' = the student's SFT on the same data (SFT-S, default), 'base' (Base-S), or a model folder.")] = None,
+    lmbda: Annotated[float | None, typer.Option(help="On-policy fraction (paper: 0.5).")] = None,
+    beta: Annotated[float | None, typer.Option(help="Generalized JSD beta: 0 forward KL, 1 reverse KL (paper: 0.5).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature of on-policy samples (default 1.0).")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Cap on an on-policy sample's length.")] = None,
+    loss: Annotated[str | None, typer.Option(help="'fused' (chunked; never builds full-vocabulary logits; default) or 'plain' (TRL's).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: derived from the arguments).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps (quick looks).")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Override the world's epochs.")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Override the world's learning rate.")] = None,
+    force: Annotated[bool, typer.Option(help="Retrain even if a finished run with another config exists.")] = False,
+    world: VerbWorld = None,
+    results: VerbResults = None,
+) -> None:
+    """Generalized knowledge distillation (GKD): the student learns the teacher's token
+    distributions on a mix of dataset responses and its own samples (lambda 0.5, beta 0.5)."""
+    try:
+        from kdtools import gkd as stage
+
+        job = stage.make_job(
+            _world(world, results), student=student, data=data, task=task, teacher=teacher,
+            init=init, lmbda=lmbda, beta=beta, temperature=temperature,
+            max_new_tokens=max_new_tokens, loss=loss, out=out, max_steps=max_steps,
+            epochs=epochs, learning_rate=learning_rate, force=force,
+        )
+        stage.run(job)
+    except KdError as exc:
+        _fail(exc)
+
+
+@app.command()
+def seqkd(
+    student: Annotated[str, typer.Option(help="Student alias (1b 3b 8b) or a model folder.")],
+    data: Annotated[str, typer.Option(help="Data size as the paper writes it: 10k ... 939k, full.")],
+    samples: Annotated[int | None, typer.Option(help="Teacher samples per prompt (paper: 5).")] = None,
+    task: Annotated[str, typer.Option(help="'general' (Tulu 3) or a domain task.")] = "general",
+    teacher: Annotated[str | None, typer.Option(help="'70b' = T_s (default), '70b-it' as is, or a model folder.")] = None,
+    init: Annotated[str | None, typer.Option(help="Student start: 'base' (default), 'sft', or a model folder.")] = None,
+    temperature: Annotated[float, typer.Option(help="Teacher sampling temperature.")] = 1.0,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Cap on a teacher answer's length.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.")] = 16,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: derived from the arguments).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps (quick looks).")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Override the world's epochs.")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", help="Override the world's learning rate.")] = None,
+    force: Annotated[bool, typer.Option(help="Retrain even if a finished run with another config exists.")] = False,
+    world: VerbWorld = None,
+    results: VerbResults = None,
+) -> None:
+    """Sequence-level KD: the teacher writes K answers per prompt (resumable, cached), then the
+    student is fine-tuned with cross-entropy on them."""
+    try:
+        from kdtools import seqkd as stage
+
+        job = stage.make_job(
+            _world(world, results), student=student, data=data, task=task, teacher=teacher,
+            init=init, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
+            batch_size=batch_size, out=out, max_steps=max_steps, epochs=epochs,
+            learning_rate=learning_rate, force=force,
+        )
+        stage.run(job)
+    except KdError as exc:
+        _fail(exc)
+
+
+@app.command(name="eval")
+def eval_(
+    model: Annotated[str, typer.Option(help="A trained model folder (results/.../models/...) or an alias (1b ... 70b-it).")],
+    suite: Annotated[str, typer.Option(help="general (BBH, GPQA, MMLU-Pro, IFEval, InFoBench), translation, summarization or arc.")] = "general",
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N examples of each benchmark (a quick look).")] = None,
+    judge_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint of the InFoBench judge (e.g. a vLLM server).")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="Judge model: its name at --judge-url, or a local HF model folder/alias.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Generation/scoring batch size.")] = 8,
+    out: Annotated[Path | None, typer.Option(help="Output JSON (default: results/<world>/evals/.../<suite>.json).")] = None,
+    force: Annotated[bool, typer.Option(help="Re-evaluate even if the result exists.")] = False,
+    world: VerbWorld = None,
+    results: VerbResults = None,
+) -> None:
+    """Evaluate a model on the paper's benchmarks: lm-eval for BBH/GPQA/MMLU-Pro/IFEval, an LLM
+    judge for InFoBench, COMET and chrF for translation, ROUGE-L for summarization, accuracy for
+    ARC. Writes one JSON per suite (scores 0-100) plus per-example generations beside it."""
+    try:
+        from kdtools import eval as stage
+
+        job = stage.make_job(
+            _world(world, results), model=model, suite=suite, limit=limit, judge_url=judge_url,
+            judge_model=judge_model, batch_size=batch_size, out=out, force=force,
+        )
+        stage.run(job)
+    except KdError as exc:
+        _fail(exc)
+
+
 def _not_built(verb: str, issue: str) -> None:
     @app.command(
         name=verb,
@@ -168,8 +267,8 @@ def _not_built(verb: str, issue: str) -> None:
 
 
 for _verb, _issue in (
-    ("gkd", "the gkd issue"), ("seqkd", "the gkd issue"), ("synth", "the synth issue"),
-    ("annotate", "the synth issue"), ("eval", "the eval issue"), ("report", "the workflow issue"),
+    ("synth", "the synth issue"),
+    ("annotate", "the synth issue"), ("report", "the workflow issue"),
     ("plan", "the plan issue"),
 ):
     _not_built(_verb, _issue)

@@ -1,0 +1,215 @@
+"""`kdtools gkd`: on-policy knowledge distillation (GKD, generalized JSD) from a teacher.
+
+    kdtools gkd --student 3b --data 40k                    # T_s = 70b SFT'd on 40k; init SFT-S
+    kdtools gkd --student 8b --data full --init base       # Base-S (Figure 1)
+    kdtools gkd --student 8b --data full --teacher 70b-it  # the strong teacher (Figure 3)
+    kdtools gkd --student 1b --data 10k --world toy        # for real, on a CPU
+
+Defaults are the paper's: lambda 0.5, beta 0.5, Appendix A.2 hyperparameters. The teacher alias
+'70b' means the 70b SFT'd on the same data (T_s, from the results tree); an alias ending in
+'-it' is an instruction-tuned model used as is; a path is used as is. The student starts from
+its own SFT on the same data (SFT-S) unless --init says otherwise. Teacher and student must share
+one tokenizer: GKD compares next-token distributions token by token.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from kdtools import manifest, paths, staging, tasks, trainargs, tracking
+from kdtools.data import subset_path
+from kdtools.errors import KdError
+from kdtools.sft import GENERAL, finished_sft, override_train
+from kdtools.world import TrainDefaults, World
+
+console = Console(stderr=True, soft_wrap=True)
+LOSSES = ("fused", "plain")
+
+
+@dataclass(frozen=True)
+class GkdSettings:
+    """The distillation objective; defaults are the paper's (Section 3.3, Appendix A.2)."""
+
+    lmbda: float = 0.5             # fraction of optimizer steps on the student's own samples
+    beta: float = 0.5              # generalized JSD: 0 = KL(teacher||student), 1 = KL(student||teacher)
+    temperature: float = 1.0       # sampling temperature of the on-policy samples
+    max_new_tokens: int = 1024     # cap on an on-policy sample
+    loss: str = "fused"            # 'fused' (chunked, no full logits) or 'plain' (TRL's)
+
+    def __post_init__(self):
+        if not 0 <= self.lmbda <= 1:
+            raise KdError(f"--lmbda must be in [0, 1] (the on-policy fraction), got {self.lmbda}")
+        if not 0 <= self.beta <= 1:
+            raise KdError(f"--beta must be in [0, 1] (0 forward KL, 1 reverse KL), got {self.beta}")
+        if self.temperature <= 0:
+            raise KdError(f"--temperature must be positive, got {self.temperature}")
+        if self.max_new_tokens < 1:
+            raise KdError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if self.loss not in LOSSES:
+            raise KdError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+
+
+@dataclass(frozen=True)
+class GkdJob:
+    world: World
+    student: str               # alias or path as given; names the output folder
+    weights: str               # where the student starts
+    init: str                  # 'sft', 'base' or a folder
+    teacher: str               # alias or path as given
+    teacher_weights: str
+    data: str
+    task: str
+    data_file: Path
+    out: Path
+    train: TrainDefaults
+    settings: GkdSettings
+    force: bool = False
+
+    def config(self) -> dict:
+        return {
+            "world": self.world.name, "method": "gkd", "student": self.student,
+            "weights": self.weights, "init": self.init, "teacher": self.teacher,
+            "teacher_weights": self.teacher_weights, "data": self.data, "task": self.task,
+            "data_file": str(self.data_file), "data_sha256": manifest.file_sha256(self.data_file),
+            "chat_template": self.world.chat_template, "seed": self.world.seed,
+            "train": asdict(self.train), "gkd": asdict(self.settings),
+        }
+
+    def dims(self) -> dict:
+        return {"student": self.student, "method": "gkd", "size": self.data, "task": self.task,
+                "init": self.init, "teacher": self.teacher}
+
+
+def resolve_student(world: World, student: str, task: str, size: str, init: str | None) -> tuple[str, str, str]:
+    """-> (weights, init name, output-folder variant). SFT-S by default: the student's SFT on the
+    same data (general), or its full-data general SFT (domain tasks, as in the paper)."""
+    init = init or "sft"
+    variant = "" if init == "sft" else f"init-{paths.model_name(init)}"
+    if init == "sft":
+        folder = finished_sft(world, student, task, size) if task == GENERAL else \
+            finished_sft(world, student, GENERAL, "full")
+        return str(folder), "sft", variant
+    if init == "base":
+        return world.resolve_model(student), "base", variant
+    if not (Path(init) / "config.json").is_file():
+        raise KdError(f"--init {init}: not 'sft', 'base' or a model folder with a config.json")
+    return init, init, variant
+
+
+def resolve_teacher(world: World, teacher: str, task: str, size: str) -> tuple[str, str]:
+    """-> (weights, output-folder variant). An alias is the teacher SFT'd on the same data (T_s;
+    on a domain task, on the task's data), except '-it' aliases, used as they are."""
+    variant = "" if teacher == "70b" else f"teacher-{paths.model_name(teacher)}"
+    if teacher in world.models and not teacher.endswith("-it"):
+        return str(finished_sft(world, teacher, task, size)), variant
+    return world.resolve_model(teacher), variant
+
+
+def check_same_tokenizer(student_weights: str, teacher_weights: str) -> None:
+    """Different tokenizers make GKD silently wrong (token i means different things): refuse."""
+    from transformers import AutoTokenizer
+
+    s = AutoTokenizer.from_pretrained(student_weights).get_vocab()
+    t = AutoTokenizer.from_pretrained(teacher_weights).get_vocab()
+    if s != t:
+        differ = len(set(s.items()) ^ set(t.items()))
+        raise KdError(
+            f"teacher and student tokenizers differ ({len(t)} vs {len(s)} tokens, {differ} entries "
+            "disagree): GKD compares distributions token by token, so pick a teacher of the same "
+            "model family (one tokenizer)"
+        )
+
+
+def make_job(world: World, student: str, data: str, task: str = GENERAL, teacher: str | None = None,
+             init: str | None = None, lmbda: float | None = None, beta: float | None = None,
+             temperature: float | None = None, max_new_tokens: int | None = None,
+             loss: str | None = None, out: Path | None = None, max_steps: int | None = None,
+             epochs: float | None = None, learning_rate: float | None = None,
+             force: bool = False) -> GkdJob:
+    """Every check that needs no model: options, data, student init, teacher, tokenizers, output."""
+    given = {"lmbda": lmbda, "beta": beta, "temperature": temperature,
+             "max_new_tokens": max_new_tokens, "loss": loss}
+    defaults = {k: v for k, v in world.gkd.items() if k in GkdSettings.__dataclass_fields__}
+    settings = GkdSettings(**{**defaults, **{k: v for k, v in given.items() if v is not None}})
+    world.resolve_model(student)
+    world.size_rows(data)
+    if task != GENERAL:
+        tasks.check_task(task)
+    dataset = world.data.name if task == GENERAL else task
+    data_file = subset_path(world, data, dataset, "data" if task == GENERAL else f"data --task {task}")
+    weights, init_name, init_variant = resolve_student(world, student, task, data, init)
+    teacher = teacher or "70b"
+    teacher_weights, teacher_variant = resolve_teacher(world, teacher, task, data)
+    check_same_tokenizer(weights, teacher_weights)
+    train = override_train(world.train, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate)
+    variant = "+".join(v for v in (init_variant, teacher_variant) if v)
+    out = Path(out) if out else paths.model_dir(world.results, world.name, student, "gkd", task, data, variant)
+    staging.check_writable(out)
+    return GkdJob(world, student, weights, init_name, teacher, teacher_weights, data, task,
+                  data_file, out, train, settings, force)
+
+
+def run(job: GkdJob) -> dict | None:
+    if staging.already_done(job.out, job.config(), job.force):
+        return manifest.read_manifest(job.out)
+    started = time.time()
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl.experimental.gkd import GKDConfig
+
+    from kdtools.chat import prepare_tokenizer
+    from kdtools.gkd_trainer import KdGKDTrainer
+
+    partial = staging.partial_dir(job.out)
+    console.print(f"[bold]gkd[/] {job.student} ({job.weights}) <- teacher {job.teacher} "
+                  f"({job.teacher_weights}) on {job.data_file} -> {job.out}")
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(job.weights), job.world.chat_template)
+    dtype = trainargs.torch_dtype(job.train)
+    student = AutoModelForCausalLM.from_pretrained(job.weights, dtype=dtype)
+    teacher = AutoModelForCausalLM.from_pretrained(job.teacher_weights, dtype=dtype)
+    for model in (student, teacher):
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    train_set = datasets.Dataset.from_json(str(job.data_file)).select_columns(["messages"])
+
+    wandb_on = tracking.start_run(job.world, "gkd", job.dims(), job.config(), job.out)
+    s = job.settings
+    args = GKDConfig(
+        **trainargs.trainer_kwargs(job.train, partial / "trainer", "wandb" if wandb_on else "none",
+                                   job.world.seed, str(job.out)),
+        lmbda=s.lmbda, beta=s.beta, temperature=s.temperature, max_new_tokens=s.max_new_tokens,
+        disable_dropout=True, seq_kd=False,
+    )
+    trainer = KdGKDTrainer(
+        model=student, teacher_model=teacher, args=args, train_dataset=train_set,
+        processing_class=tokenizer, fused_loss=s.loss == "fused", policy_seed=job.world.seed,
+    )
+    result = trainer.train()
+    trainer.save_model(str(partial))
+    steps = trainer.onpolicy_steps + trainer.offpolicy_steps
+    metrics = {
+        **trainargs.loss_summary(trainer.state.log_history),
+        "steps": trainer.state.global_step,
+        "train_loss_mean": round(result.training_loss, 6),
+        "onpolicy_steps": trainer.onpolicy_steps,
+        "onpolicy_fraction": round(trainer.onpolicy_steps / steps, 4) if steps else None,
+        "tokens_seen": int(trainer.state.num_input_tokens_seen),
+        "rows": len(train_set),
+        "loss_impl": "fused" if trainer.fused_loss else "plain",
+    }
+    if not trainer.is_world_process_zero():
+        return None
+    tokenizer.save_pretrained(str(partial))
+    shutil.rmtree(partial / "trainer", ignore_errors=True)
+    if wandb_on:
+        tracking.finish_run({k: v for k, v in metrics.items() if k != "loss_curve"})
+    payload = manifest.write_manifest(partial, "gkd", job.config(), started, metrics=metrics, dims=job.dims())
+    staging.publish(partial, job.out)
+    console.print(f"[green]done[/] in {payload['wall_time_s']:.0f}s: JSD {metrics['loss_first']} -> "
+                  f"{metrics['loss_last']}, {metrics['onpolicy_steps']}/{steps} steps on-policy -> {job.out}")
+    return payload

@@ -1,0 +1,93 @@
+"""TRL's GKD trainer with three fixes: exact loss normalisation, a KV cache while sampling, and a
+loss that never builds (batch, tokens, vocabulary) logits.
+
+Semantics stay TRL's (`trl.experimental.gkd`): with probability lambda a batch is replaced by the
+student's own samples (on-policy), otherwise the dataset's responses are used; the loss is the
+token-level generalized JSD(beta) between teacher and student on the response tokens. What
+changes:
+- The on-policy draw is made once per optimizer step, for all its accumulation micro-batches,
+  and the samples are generated *before* the global token count is taken, so the loss is divided
+  by the number of tokens actually trained on (TRL counts the dataset's tokens, then swaps in
+  samples of another length).
+- Sampling runs with the KV cache on even when gradient checkpointing is on (TRL turns the cache
+  off then; checkpointing is already suspended while generating, so the cache is safe).
+- With `fused_loss`, the student's and teacher's last hidden states go through
+  `kdtools.losses.fused_generalized_jsd_loss` chunk by chunk, so memory does not grow with the
+  vocabulary. Under DeepSpeed ZeRO-3 the lm_head weights are sharded, so the plain loss is used.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from trl.experimental.gkd import GKDTrainer
+from trl.models.utils import unwrap_model_for_generation
+
+
+class KdGKDTrainer(GKDTrainer):
+    def __init__(self, *args, fused_loss: bool = True, policy_seed: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fused_loss = fused_loss and not self.is_deepspeed_enabled
+        self.generation_config.use_cache = True
+        self.generation_kwargs["use_cache"] = True
+        self.policy_rng = random.Random(policy_seed)
+        self.onpolicy_steps = 0
+        self.offpolicy_steps = 0
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """Fetch one optimizer step's micro-batches; with probability lambda replace them all by
+        student samples; then count the tokens the loss will be normalised by."""
+        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if not batches:
+            return batches, num_items
+        if self.policy_rng.random() < self.lmbda:
+            with unwrap_model_for_generation(
+                self.model_wrapped, self.accelerator, generation_kwargs=self.generation_kwargs,
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as student:
+                for batch in batches:
+                    ids, mask, labels = self.generate_on_policy_outputs(student, batch, self.generation_config)
+                    batch["input_ids"], batch["attention_mask"], batch["labels"] = ids, mask, labels
+            num_items = self._get_num_items_in_batch(batches, device)
+            self.onpolicy_steps += 1
+        else:
+            self.offpolicy_steps += 1
+        return batches, num_items
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        # The on-policy swap already happened in get_batch_samples: skip GKDTrainer's own
+        # per-micro-batch coin flip and run the plain training step.
+        return super(GKDTrainer, self).training_step(model, inputs, num_items_in_batch)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.fused_loss:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        from kdtools.losses import fused_generalized_jsd_loss
+
+        # logits_to_keep=1: the model computes logits for the last position only (unused).
+        student_out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                            output_hidden_states=True, logits_to_keep=1)
+        teacher = self.accelerator.unwrap_model(self.teacher_model)
+        teacher.eval()
+        with torch.no_grad():
+            teacher_hidden = teacher.get_decoder()(
+                input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
+            ).last_hidden_state
+        student = self.accelerator.unwrap_model(model)
+        loss = fused_generalized_jsd_loss(
+            student_out.hidden_states[-1][:, :-1],
+            student.get_output_embeddings().weight,
+            teacher_hidden[:, :-1],
+            teacher.get_output_embeddings().weight,
+            labels=inputs["labels"][:, 1:],
+            beta=self.beta,
+            num_items_in_batch=num_items_in_batch,
+        )
+        return (loss, student_out) if return_outputs else loss
+
+    def log(self, logs, *args, **kwargs):
+        steps = self.onpolicy_steps + self.offpolicy_steps
+        if steps and "loss" in logs:
+            logs["onpolicy_fraction"] = round(self.onpolicy_steps / steps, 4)
+        super().log(logs, *args, **kwargs)

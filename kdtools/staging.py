@@ -1,0 +1,64 @@
+"""Model output folders for the training stages (sft, gkd, seqkd): stage, publish, skip.
+
+A stage trains into a hidden `.<name>.partial` sibling of its output folder, writes the model,
+the tokenizer and finally run.json there, then renames it into place. A folder with run.json is
+finished work; one without is debris from a crash and is replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from rich.console import Console
+
+from kdtools import manifest
+from kdtools.errors import KdError
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def check_writable(out: Path) -> None:
+    """Fail early (before any model loads) when the output folder cannot be written."""
+    parent = Path(out).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = parent / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise KdError(f"cannot write to {parent} ({exc.strerror}): pick another --out or fix permissions") from None
+
+
+def already_done(out: Path, config: dict, force: bool) -> bool:
+    """True when `out` holds a finished run of this exact config (and --force is not given).
+    A finished run of a different config is an error unless forced: never overwrite silently."""
+    done = manifest.read_manifest(out)
+    if done is None:
+        return False
+    if done.get("config_hash") == manifest.config_hash(config):
+        if not force:
+            console.print(f"[green]up to date:[/] {out} (delete it or pass --force to retrain)")
+        return not force
+    if not force:
+        raise KdError(
+            f"{out} holds a finished run with a different config: pass --force to replace it "
+            "or --out to write elsewhere"
+        )
+    return False
+
+
+def partial_dir(out: Path) -> Path:
+    """A fresh staging folder next to `out` (debris of an earlier crash is removed)."""
+    partial = Path(out).parent / f".{Path(out).name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    return partial
+
+
+def publish(partial: Path, out: Path) -> None:
+    """Move a complete staging folder (run.json already inside) into place."""
+    if Path(out).exists():
+        shutil.rmtree(out)
+    os.replace(partial, out)
