@@ -13,15 +13,25 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 
 
-# What exists today: the toy world (if any), the data subsets, and SFT of every student and the
-# teacher on the world's demo sizes. Tables and figures join when eval and report are built.
+# Targets. Today they stop at the trained models (run.json of each cell of the grid);
+# evaluations, tables and figures join when eval and report are built.
+rule all_tables:
+    localrule: True
+    input:
+        sorted({f for files in grid().values() for f in files}),
+
+
 rule demo:
     localrule: True
     input:
         demo_targets(),
 
 
-rule all_tables:
-    localrule: True
-    input:
-        demo_targets(),
+for _name, _files in grid().items():
+
+    rule:
+        name:
+            _name
+        localrule: True
+        input:
+            _files,

@@ -14,6 +14,7 @@ one tokenizer: GKD compares next-token distributions token by token.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -154,6 +155,53 @@ def make_job(world: World, student: str, data: str, task: str = GENERAL, teacher
                   data_file, out, train, settings, force)
 
 
+HELDOUT_ROWS = 32
+
+
+def heldout_rows(job: GkdJob) -> list[dict]:
+    """Up to HELDOUT_ROWS conversations of the same dataset that the subset does not contain
+    (none when the subset is the whole dataset): where the JSD to the teacher is measured."""
+    full = job.data_file.parent / "full.jsonl"
+    if not full.is_file() or full == job.data_file:
+        return []
+    seen = {json.loads(line).get("id") for line in job.data_file.read_text().splitlines()}
+    rows = []
+    with open(full, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            if row.get("id") not in seen:
+                rows.append(row)
+            if len(rows) == HELDOUT_ROWS:
+                break
+    return rows
+
+
+def heldout_jsd(student, teacher, tokenizer, rows: list[dict], beta: float, max_length: int) -> float | None:
+    """Mean token-level generalized JSD(teacher, student) on the held-out rows' responses (one
+    row at a time: the full logits of a single row are affordable even at a 128k vocabulary)."""
+    if not rows:
+        return None
+    import torch
+    from trl.experimental.utils import DataCollatorForChatML
+
+    from kdtools.losses import generalized_jsd_loss
+
+    collate = DataCollatorForChatML(tokenizer=tokenizer, max_length=max_length)
+    total, tokens = 0.0, 0
+    student.eval()
+    with torch.no_grad():
+        for row in rows:
+            batch = {k: v.to(student.device) for k, v in collate([{"messages": row["messages"]}]).items()}
+            s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            labels = batch["labels"][:, 1:]
+            n = int((labels != -100).sum())
+            total += float(generalized_jsd_loss(s[:, :-1], t[:, :-1], labels, beta=beta, reduction="sum"))
+            tokens += n
+    student.train()
+    return round(total / max(tokens, 1), 6)
+
+
 def run(job: GkdJob) -> dict | None:
     if staging.already_done(job.out, job.config(), job.force):
         return manifest.read_manifest(job.out)
@@ -169,22 +217,24 @@ def run(job: GkdJob) -> dict | None:
     console.print(f"[bold]gkd[/] {job.student} ({job.weights}) <- teacher {job.teacher} "
                   f"({job.teacher_weights}) on {job.data_file} -> {job.out}")
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(job.weights), job.world.chat_template)
-    dtype = trainargs.torch_dtype(job.train)
-    student = AutoModelForCausalLM.from_pretrained(job.weights, dtype=dtype)
-    teacher = AutoModelForCausalLM.from_pretrained(job.teacher_weights, dtype=dtype)
-    for model in (student, teacher):
-        model.generation_config.eos_token_id = tokenizer.eos_token_id
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
     train_set = datasets.Dataset.from_json(str(job.data_file)).select_columns(["messages"])
-
     wandb_on = tracking.start_run(job.world, "gkd", job.dims(), job.config(), job.out)
     s = job.settings
+    # The config comes first: under DeepSpeed ZeRO-3 it makes from_pretrained shard while loading.
     args = GKDConfig(
         **trainargs.trainer_kwargs(job.train, partial / "trainer", "wandb" if wandb_on else "none",
                                    job.world.seed, str(job.out)),
         lmbda=s.lmbda, beta=s.beta, temperature=s.temperature, max_new_tokens=s.max_new_tokens,
         disable_dropout=True, seq_kd=False,
     )
+    dtype = trainargs.torch_dtype(job.train)
+    student = AutoModelForCausalLM.from_pretrained(job.weights, dtype=dtype)
+    teacher = AutoModelForCausalLM.from_pretrained(job.teacher_weights, dtype=dtype)
+    for model in (student, teacher):
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    heldout = heldout_rows(job)
+    jsd_before = heldout_jsd(student, teacher, tokenizer, heldout, s.beta, job.train.max_length)
     trainer = KdGKDTrainer(
         model=student, teacher_model=teacher, args=args, train_dataset=train_set,
         processing_class=tokenizer, fused_loss=s.loss == "fused", policy_seed=job.world.seed,
@@ -201,6 +251,11 @@ def run(job: GkdJob) -> dict | None:
         "tokens_seen": int(trainer.state.num_input_tokens_seen),
         "rows": len(train_set),
         "loss_impl": "fused" if trainer.fused_loss else "plain",
+        # JSD(teacher, student) on held-out conversations of the same dataset, before and after
+        "heldout_rows": len(heldout),
+        "heldout_jsd_before": jsd_before,
+        "heldout_jsd_after": heldout_jsd(trainer.model, teacher, tokenizer, heldout,
+                                         job.settings.beta, job.train.max_length),
     }
     if not trainer.is_world_process_zero():
         return None

@@ -135,16 +135,16 @@ def train(job: SftJob) -> dict | None:
     partial = staging.partial_dir(job.out)
     console.print(f"[bold]{job.method}[/] {job.model} ({job.weights}) on {job.data_file} -> {job.out}")
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(job.weights), job.world.chat_template)
-    model = AutoModelForCausalLM.from_pretrained(job.weights, dtype=trainargs.torch_dtype(job.train))
     train_set = datasets.Dataset.from_json(str(job.data_file)).select_columns(["messages"])
-
     wandb_on = tracking.start_run(job.world, job.method, job.dims(), job.config(), job.out)
+    # The config comes first: under DeepSpeed ZeRO-3 it makes from_pretrained shard while loading.
     args = SFTConfig(
         **trainargs.trainer_kwargs(job.train, partial / "trainer", "wandb" if wandb_on else "none",
                                    job.world.seed, str(job.out)),
         assistant_only_loss=True,
         packing=False,
     )
+    model = AutoModelForCausalLM.from_pretrained(job.weights, dtype=trainargs.torch_dtype(job.train))
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer)
     result = trainer.train()
     trainer.save_model(str(partial))

@@ -36,6 +36,9 @@ def test_gkd_end_to_end(prerequisites):
     assert m["loss_impl"] == "fused" and m["steps"] > 0
     assert 0 < m["onpolicy_steps"] < m["steps"]          # a mix of on- and off-policy steps
     assert m["loss_last"] >= 0 and m["loss_first"] > 0
+    # the student moved towards the teacher on conversations it never trained on
+    assert m["heldout_rows"] == 32
+    assert m["heldout_jsd_after"] < m["heldout_jsd_before"], m
     assert run["dims"] == {"student": "1b", "method": "gkd", "size": "10k", "task": "general",
                            "init": "sft", "teacher": "70b"}
     from transformers import AutoModelForCausalLM

@@ -33,14 +33,28 @@ def job_counts(out: str) -> dict[str, int]:
 def test_paper_grid_dry_run(tmp_path):
     out = dry_run("all_tables", "paper", tmp_path)
     counts = job_counts(out)
-    assert counts["sft"] == 4 * 10  # 1b 3b 8b + the 70b teacher, on every size of the ladder
+    assert counts["sft"] == 4 * 10       # 1b 3b 8b + the 70b teacher, on every size of the ladder
+    assert counts["gkd"] == 3 * 10       # Table 3 / Figure 2
+    assert counts["gkd_variant"] == 10 + 1  # Figure 1 (Base-S per size), Figure 3 (70b-it)
+    assert counts["seqkd"] == 1          # Table 1
     assert counts["data"] == 1 and "toy_world" not in counts
-    assert "kdtools --world paper" in out and "sft --model 70b --data 939k" in out
+    assert "sft --model 70b --data 939k" in out
+    assert "gkd --student 8b --data full --task general --teacher 70b-it" in out
+    assert "gkd --student 8b --data 10k --task general --init base" in out
+
+
+def test_multi_gpu_rules_launch_through_srun_and_accelerate(tmp_path):
+    out = dry_run("table1", "paper", tmp_path)
+    line = next(x for x in out.splitlines() if "sft --model 70b --data full" in x)
+    assert "srun --nodes=4 " in line and "accelerate launch" in line and "zero3.yaml" in line
+    line = next(x for x in out.splitlines() if "sft --model 8b --data full" in x)
+    assert "--num_processes 8" in line
 
 
 def test_toy_demo_dry_run_builds_the_world_first(tmp_path):
     counts = job_counts(dry_run("demo", "smoke", tmp_path))
-    assert counts == {"toy_world": 1, "data": 1, "sft": 8, "demo": 1, "total": 11}
+    # toy world, data, SFT of 3 students + the teacher and GKD of 3 students on 10k and 40k
+    assert counts == {"toy_world": 1, "data": 1, "sft": 8, "gkd": 6, "demo": 1, "total": 17}
 
 
 def test_slurm_profile_dry_run(tmp_path):

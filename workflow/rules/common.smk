@@ -1,4 +1,5 @@
-# Shared by every rule file: the world, the results root and THE grid (one function).
+# Shared by every rule file: the world, the results root, resources, and THE grid (one function).
+import shlex
 import sys
 from pathlib import Path
 
@@ -6,6 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))  # the kdtools package beside th
 
 from kdtools import paths
 from kdtools.errors import KdError
+from kdtools.launch import launch_command
 from kdtools.world import load_world
 
 try:
@@ -15,29 +17,47 @@ except KdError as exc:
 
 RESULTS = str(WORLD.results)
 W = WORLD.name
-KD = f"kdtools --world {config['world']} --results {RESULTS}"
+GLOBAL_ARGS = ["--world", str(config["world"]), "--results", RESULTS]
 STUDENTS = ["1b", "3b", "8b"]
 TEACHER = "70b"
+STRONG_TEACHER = "70b-it"
 
-# Resources per model alias on 8xH100 nodes (the Slurm profile maps them to sbatch flags).
-# mem_mb is host memory; runtime is minutes. The plan issue replaces these with estimates.
+# Resources per model on 8xH100 nodes; a KD job is sized by its teacher (both models live on
+# the same GPUs, the teacher sharded by ZeRO-3). mem_mb is host memory, runtime in minutes.
+# The plan issue replaces these constants with estimates.
 TRAIN_RESOURCES = {
     "1b": dict(gpu=1, nodes=1, cpus_per_task=8, mem_mb=64_000, runtime=12 * 60),
     "3b": dict(gpu=2, nodes=1, cpus_per_task=16, mem_mb=128_000, runtime=24 * 60),
     "8b": dict(gpu=8, nodes=1, cpus_per_task=64, mem_mb=480_000, runtime=24 * 60),
     "70b": dict(gpu=8, nodes=4, cpus_per_task=64, mem_mb=960_000, runtime=48 * 60),
-    "70b-it": dict(gpu=8, nodes=4, cpus_per_task=64, mem_mb=960_000, runtime=48 * 60),
+    "kd": dict(gpu=8, nodes=1, cpus_per_task=64, mem_mb=960_000, runtime=48 * 60),
 }
-
-
+TRAIN_RESOURCES["70b-it"] = TRAIN_RESOURCES["70b"]
 # Toy worlds train on the CPU of whatever runs them.
 TOY_RESOURCES = dict(gpu=0, nodes=1, cpus_per_task=2, mem_mb=4000, runtime=60)
 
 
-def train_resource(key):
+def resources_of(kind):
+    """-> a resources dict per wildcards: by model for SFT, 'kd' for distillation."""
     if WORLD.toy:
-        return TOY_RESOURCES[key]
-    return lambda wildcards: TRAIN_RESOURCES.get(wildcards.model, TRAIN_RESOURCES["8b"])[key]
+        return lambda wildcards: TOY_RESOURCES
+    return lambda wildcards: TRAIN_RESOURCES.get(kind or wildcards.model, TRAIN_RESOURCES["8b"])
+
+
+def resource(kind, key):
+    return lambda wildcards: resources_of(kind)(wildcards)[key]
+
+
+def kdtools_cmd(kind, *verb_args):
+    """The launch command for a rule: plain kdtools on one device, srun + accelerate (ZeRO-3)
+    across GPUs and nodes (kdtools.launch)."""
+
+    def build(wildcards):
+        res = resources_of(kind)(wildcards)
+        argv = GLOBAL_ARGS + [a.format(**wildcards) for a in verb_args]
+        return launch_command(argv, nodes=res["nodes"], gpus_per_node=res["gpu"])
+
+    return build
 
 
 def world_manifest():
@@ -49,12 +69,65 @@ def data_manifest(dataset=None):
     return str(paths.data_dir(WORLD.results, W, dataset or WORLD.data.name) / paths.MANIFEST)
 
 
-def sft_manifest(model, size, task="general"):
-    return str(paths.model_dir(WORLD.results, W, model, "sft", task, size) / paths.MANIFEST)
+def model_manifest(model, method, size, task="general", variant=""):
+    return str(paths.model_dir(WORLD.results, W, model, method, task, size, variant) / paths.MANIFEST)
+
+
+def sizes():
+    """The paper world's whole ladder; toy worlds a short one that runs on a CPU in minutes."""
+    if W == "paper":
+        return list(WORLD.data.sizes)
+    return [s for s in ("10k", "40k") if s in WORLD.data.sizes]
+
+
+def grid():
+    """THE grid of the paper, expanded in one place: target name -> the outputs it needs.
+    (Model manifests today; evaluations and tables join when eval and report land.)"""
+    ladder = sizes()
+    top = "full"
+    return {
+        # Table 3 / Figure 2: every student, every size, SFT vs GKD from the same-data teacher
+        "table3": [model_manifest(s, m, n) for s in STUDENTS for n in ladder for m in ("sft", "gkd")],
+        # Figure 1: the 8b student from its base model (Base-S) next to SFT-S
+        "fig1": [model_manifest("8b", "gkd", n, variant="init-base") for n in ladder]
+        + [model_manifest("8b", "gkd", n) for n in ladder],
+        # Table 1: 8b on full data: SFT, GKD, SeqKD
+        "table1": [model_manifest("8b", m, top) for m in ("sft", "gkd", "seqkd")],
+        # Figure 3: GKD from the same-data teacher vs the strong instruction-tuned teacher
+        "fig3": [model_manifest("8b", "gkd", top), model_manifest("8b", "gkd", top, variant="teacher-70b-it")],
+    }
 
 
 def demo_targets():
-    """THE grid, expanded in one place: every student and the teacher, SFT on each size.
-    The paper world uses all its sizes; toy worlds a demo ladder that runs on a CPU."""
-    sizes = list(WORLD.data.sizes) if W == "paper" else [s for s in ("10k", "40k") if s in WORLD.data.sizes]
-    return [sft_manifest(m, s) for m in STUDENTS + [TEACHER] for s in sizes]
+    """The toy demo (`make demo`): Table 3's cells, SFT and GKD of every student on the short
+    ladder. The full-data cells (Tables 1, Figure 3) are `all_tables`: longer on a CPU."""
+    return grid()["table3"]
+
+
+def init_sft(wildcards):
+    """SFT-S: the student's SFT on the same data (general) or its full-data SFT (domain tasks)."""
+    size = wildcards.size if wildcards.task == "general" else "full"
+    return model_manifest(wildcards.student, "sft", size)
+
+
+def variant_inputs(wildcards):
+    """Inputs of a GKD cell with a variant ('init-base', 'teacher-70b-it', or both joined by +)."""
+    parts = wildcards.variant.split("+")
+    needs = [data_manifest()]
+    if "init-base" not in parts:
+        needs.append(init_sft(wildcards))
+    if any(p.startswith("teacher-") for p in parts):
+        needs += world_manifest()  # an '-it' teacher is used as is: a base model
+    else:
+        needs.append(model_manifest(TEACHER, "sft", wildcards.size, wildcards.task))
+    return needs
+
+
+def variant_args(wildcards):
+    args = []
+    for part in wildcards.variant.split("+"):
+        key, _, value = part.partition("-")
+        if key not in ("init", "teacher"):
+            raise WorkflowError(f"unknown variant '{part}' in {wildcards.variant}")
+        args += [f"--{key}", value]
+    return args

@@ -11,7 +11,7 @@ rule toy_world:
         mem_mb=8000,
         runtime=30,
     params:
-        kd=KD,
+        kd=shlex.join(["kdtools", *GLOBAL_ARGS]),
     conda:
         "../../envs/kdtools.yaml"
     shell:
@@ -30,7 +30,7 @@ rule data:
         mem_mb=32000,
         runtime=60,
     params:
-        kd=KD,
+        kd=shlex.join(["kdtools", *GLOBAL_ARGS]),
     conda:
         "../../envs/kdtools.yaml"
     shell:

@@ -1,4 +1,8 @@
-# Training stages: one rule per verb, each calling the kdtools CLI through shell:.
+# Training stages: one rule per verb, each calling the kdtools CLI through shell: (srun +
+# accelerate across GPUs and nodes, see kdtools/launch.py). Outputs are the run.json manifests
+# the CLI writes last.
+
+SIZE = "[0-9]+k|full"
 
 
 rule sft:
@@ -10,16 +14,96 @@ rule sft:
         f"{RESULTS}/{W}/logs/sft/{{model}}/general/{{size}}.log",
     wildcard_constraints:
         model="[A-Za-z0-9._-]+",
-        size="[0-9]+k|full",
-    resources:
-        gpu=train_resource("gpu"),
-        nodes=train_resource("nodes"),
-        cpus_per_task=train_resource("cpus_per_task"),
-        mem_mb=train_resource("mem_mb"),
-        runtime=train_resource("runtime"),
+        size=SIZE,
     params:
-        kd=KD,
+        cmd=kdtools_cmd(None, "sft", "--model", "{model}", "--data", "{size}"),
+    resources:
+        gpu=resource(None, "gpu"),
+        nodes=resource(None, "nodes"),
+        cpus_per_task=resource(None, "cpus_per_task"),
+        mem_mb=resource(None, "mem_mb"),
+        runtime=resource(None, "runtime"),
     conda:
         "../../envs/kdtools.yaml"
     shell:
-        "{params.kd} sft --model {wildcards.model} --data {wildcards.size} > {log} 2>&1"
+        "{params.cmd} > {log} 2>&1"
+
+
+rule gkd:
+    input:
+        data=data_manifest(),
+        init=init_sft,
+        teacher=lambda wc: model_manifest(TEACHER, "sft", wc.size, wc.task),
+    output:
+        f"{RESULTS}/{W}/models/{{student}}/gkd/{{task}}/{{size}}/{paths.MANIFEST}",
+    log:
+        f"{RESULTS}/{W}/logs/gkd/{{student}}/{{task}}/{{size}}.log",
+    wildcard_constraints:
+        student="[A-Za-z0-9._-]+",
+        task="general",
+        size=SIZE,
+    params:
+        cmd=kdtools_cmd("kd", "gkd", "--student", "{student}", "--data", "{size}", "--task", "{task}"),
+    resources:
+        gpu=resource("kd", "gpu"),
+        nodes=resource("kd", "nodes"),
+        cpus_per_task=resource("kd", "cpus_per_task"),
+        mem_mb=resource("kd", "mem_mb"),
+        runtime=resource("kd", "runtime"),
+    conda:
+        "../../envs/kdtools.yaml"
+    shell:
+        "{params.cmd} > {log} 2>&1"
+
+
+rule gkd_variant:
+    input:
+        variant_inputs,
+    output:
+        f"{RESULTS}/{W}/models/{{student}}/gkd/{{task}}/{{size}}+{{variant}}/{paths.MANIFEST}",
+    log:
+        f"{RESULTS}/{W}/logs/gkd/{{student}}/{{task}}/{{size}}+{{variant}}.log",
+    wildcard_constraints:
+        student="[A-Za-z0-9._-]+",
+        task="general",
+        size=SIZE,
+        variant="(init-base|teacher-70b-it)(\\+teacher-70b-it)?",
+    params:
+        cmd=lambda wc: kdtools_cmd("kd", "gkd", "--student", "{student}", "--data", "{size}",
+                                   "--task", "{task}", *variant_args(wc))(wc),
+    resources:
+        gpu=resource("kd", "gpu"),
+        nodes=resource("kd", "nodes"),
+        cpus_per_task=resource("kd", "cpus_per_task"),
+        mem_mb=resource("kd", "mem_mb"),
+        runtime=resource("kd", "runtime"),
+    conda:
+        "../../envs/kdtools.yaml"
+    shell:
+        "{params.cmd} > {log} 2>&1"
+
+
+rule seqkd:
+    input:
+        data=data_manifest(),
+        teacher=lambda wc: model_manifest(TEACHER, "sft", wc.size, wc.task),
+    output:
+        f"{RESULTS}/{W}/models/{{student}}/seqkd/{{task}}/{{size}}/{paths.MANIFEST}",
+    log:
+        f"{RESULTS}/{W}/logs/seqkd/{{student}}/{{task}}/{{size}}.log",
+    wildcard_constraints:
+        student="[A-Za-z0-9._-]+",
+        task="general",
+        size=SIZE,
+    params:
+        cmd=kdtools_cmd("kd", "seqkd", "--student", "{student}", "--data", "{size}", "--task", "{task}"),
+    resources:
+        gpu=resource("kd", "gpu"),
+        nodes=resource("kd", "nodes"),
+        cpus_per_task=resource("kd", "cpus_per_task"),
+        mem_mb=resource("kd", "mem_mb"),
+        runtime=resource("kd", "runtime"),
+    conda:
+        "../../envs/kdtools.yaml"
+    shell:
+        "{params.cmd} > {log} 2>&1"
