@@ -75,13 +75,17 @@ class KdGKDTrainer(GKDTrainer):
                 input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
             ).last_hidden_state
         student = self.accelerator.unwrap_model(model)
+        weight = student.get_output_embeddings().weight
+        # ~2**26 float32 logits per chunk and model (256 MB): 512 tokens at Llama 3's 128k vocabulary
+        chunk = max(64, (1 << 26) // weight.shape[0])
         loss = fused_generalized_jsd_loss(
             student_out.hidden_states[-1][:, :-1],
-            student.get_output_embeddings().weight,
+            weight,
             teacher_hidden[:, :-1],
             teacher.get_output_embeddings().weight,
             labels=inputs["labels"][:, 1:],
             beta=self.beta,
+            chunk_size=chunk,
             num_items_in_batch=num_items_in_batch,
         )
         return (loss, student_out) if return_outputs else loss
