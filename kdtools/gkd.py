@@ -233,12 +233,13 @@ def run(job: GkdJob) -> dict | None:
     for model in (student, teacher):
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    heldout = heldout_rows(job)
-    jsd_before = heldout_jsd(student, teacher, tokenizer, heldout, s.beta, job.train.max_length)
     trainer = KdGKDTrainer(
         model=student, teacher_model=teacher, args=args, train_dataset=train_set,
         processing_class=tokenizer, fused_loss=s.loss == "fused", policy_seed=job.world.seed,
     )
+    # Under DeepSpeed the weights are sharded outside the engine's forward: measure only without.
+    heldout = [] if trainer.is_deepspeed_enabled else heldout_rows(job)
+    jsd_before = heldout_jsd(student, teacher, tokenizer, heldout, s.beta, job.train.max_length)
     result = trainer.train()
     trainer.save_model(str(partial))
     steps = trainer.onpolicy_steps + trainer.offpolicy_steps
