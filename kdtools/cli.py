@@ -44,6 +44,16 @@ VerbWorld = Annotated[str | None, typer.Option("--world", "-w", help="paper | to
 VerbResults = Annotated[str | None, typer.Option("--results", help="Results root (same as the global option).")]
 
 
+# Options several verbs share, declared once.
+DataSize = Annotated[str, typer.Option(help="Data size as the paper writes it: 10k ... 939k, full.")]
+Task = Annotated[str, typer.Option(help="'general' (Tulu 3) or a domain task (translation, summarization, arc).")]
+OutDir = Annotated[Path | None, typer.Option(help="Output folder (default: derived from the arguments).")]
+MaxSteps = Annotated[int | None, typer.Option(help="Stop after this many optimizer steps (quick looks).")]
+Epochs = Annotated[float | None, typer.Option(help="Override the world's epochs.")]
+LearningRate = Annotated[float | None, typer.Option("--lr", help="Override the world's learning rate.")]
+Retrain = Annotated[bool, typer.Option(help="Retrain even if a finished run with another config exists.")]
+
+
 def _world(world: str | None = None, results: str | None = None):
     from kdtools.world import load_world
 
@@ -127,18 +137,18 @@ def data(
 @app.command()
 def sft(
     model: Annotated[str, typer.Option(help="Model alias (1b 3b 8b 70b 70b-it) or a model folder.")],
-    data: Annotated[str, typer.Option(help="Data size as the paper writes it: 10k ... 939k, full.")],
-    task: Annotated[str, typer.Option(help="'general' (Tulu 3) or a domain task (toy world: translation, summarization, arc).")] = "general",
+    data: DataSize,
+    task: Task = "general",
     init: Annotated[
         str | None,
         typer.Option(help="Start from: 'base' (the model itself), 'sft' (its full-data general SFT), "
                      "or a model folder. Default: base for general, sft for domain tasks."),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: derived from the arguments).")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps (quick looks).")] = None,
-    epochs: Annotated[float | None, typer.Option(help="Override the world's epochs.")] = None,
-    learning_rate: Annotated[float | None, typer.Option("--lr", help="Override the world's learning rate.")] = None,
-    force: Annotated[bool, typer.Option(help="Retrain even if a finished run with another config exists.")] = False,
+    out: OutDir = None,
+    max_steps: MaxSteps = None,
+    epochs: Epochs = None,
+    learning_rate: LearningRate = None,
+    force: Retrain = False,
     world: VerbWorld = None,
     results: VerbResults = None,
 ) -> None:
@@ -159,8 +169,8 @@ def sft(
 @app.command()
 def gkd(
     student: Annotated[str, typer.Option(help="Student alias (1b 3b 8b) or a model folder.")],
-    data: Annotated[str, typer.Option(help="Data size as the paper writes it: 10k ... 939k, full.")],
-    task: Annotated[str, typer.Option(help="'general' (Tulu 3) or a domain task (translation, summarization, arc).")] = "general",
+    data: DataSize,
+    task: Task = "general",
     teacher: Annotated[str | None, typer.Option(help="'70b' = the 70b SFT'd on the same data (T_s, default); '70b-it' = the instruction-tuned model as is; or a model folder.")] = None,
     init: Annotated[str | None, typer.Option(help="'sft' = the student's SFT on the same data (SFT-S, default), 'base' (Base-S), or a model folder.")] = None,
     lmbda: Annotated[float | None, typer.Option(help="On-policy fraction (paper: 0.5).")] = None,
@@ -168,11 +178,11 @@ def gkd(
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature of on-policy samples (default 1.0).")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Cap on an on-policy sample's length.")] = None,
     loss: Annotated[str | None, typer.Option(help="'fused' (chunked; never builds full-vocabulary logits; default) or 'plain' (TRL's).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: derived from the arguments).")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps (quick looks).")] = None,
-    epochs: Annotated[float | None, typer.Option(help="Override the world's epochs.")] = None,
-    learning_rate: Annotated[float | None, typer.Option("--lr", help="Override the world's learning rate.")] = None,
-    force: Annotated[bool, typer.Option(help="Retrain even if a finished run with another config exists.")] = False,
+    out: OutDir = None,
+    max_steps: MaxSteps = None,
+    epochs: Epochs = None,
+    learning_rate: LearningRate = None,
+    force: Retrain = False,
     world: VerbWorld = None,
     results: VerbResults = None,
 ) -> None:
@@ -195,19 +205,19 @@ def gkd(
 @app.command()
 def seqkd(
     student: Annotated[str, typer.Option(help="Student alias (1b 3b 8b) or a model folder.")],
-    data: Annotated[str, typer.Option(help="Data size as the paper writes it: 10k ... 939k, full.")],
+    data: DataSize,
     samples: Annotated[int | None, typer.Option(help="Teacher samples per prompt (paper: 5).")] = None,
-    task: Annotated[str, typer.Option(help="'general' (Tulu 3) or a domain task.")] = "general",
+    task: Task = "general",
     teacher: Annotated[str | None, typer.Option(help="'70b' = T_s (default), '70b-it' as is, or a model folder.")] = None,
     init: Annotated[str | None, typer.Option(help="Student start: 'base' (default), 'sft', or a model folder.")] = None,
     temperature: Annotated[float, typer.Option(help="Teacher sampling temperature.")] = 1.0,
     max_new_tokens: Annotated[int | None, typer.Option(help="Cap on a teacher answer's length.")] = None,
     batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.")] = 16,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: derived from the arguments).")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps (quick looks).")] = None,
-    epochs: Annotated[float | None, typer.Option(help="Override the world's epochs.")] = None,
-    learning_rate: Annotated[float | None, typer.Option("--lr", help="Override the world's learning rate.")] = None,
-    force: Annotated[bool, typer.Option(help="Retrain even if a finished run with another config exists.")] = False,
+    out: OutDir = None,
+    max_steps: MaxSteps = None,
+    epochs: Epochs = None,
+    learning_rate: LearningRate = None,
+    force: Retrain = False,
     world: VerbWorld = None,
     results: VerbResults = None,
 ) -> None:

@@ -15,7 +15,6 @@ one tokenizer: GKD compares next-token distributions token by token.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -260,12 +259,8 @@ def run(job: GkdJob) -> dict | None:
     }
     if not trainer.is_world_process_zero():
         return None
-    tokenizer.save_pretrained(str(partial))
-    shutil.rmtree(partial / "trainer", ignore_errors=True)
-    if wandb_on:
-        tracking.finish_run({k: v for k, v in metrics.items() if k != "loss_curve"})
-    payload = manifest.write_manifest(partial, "gkd", job.config(), started, metrics=metrics, dims=job.dims())
-    staging.publish(partial, job.out)
+    payload = staging.finish(partial, job.out, tokenizer, "gkd", job.config(), started, metrics,
+                             job.dims(), wandb_on)
     console.print(f"[green]done[/] in {payload['wall_time_s']:.0f}s: JSD {metrics['loss_first']} -> "
                   f"{metrics['loss_last']}, {metrics['onpolicy_steps']}/{steps} steps on-policy -> {job.out}")
     return payload

@@ -13,7 +13,6 @@ place only when complete, so a crash never leaves something that looks finished.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -159,13 +158,8 @@ def train(job: SftJob) -> dict | None:
     }
     if not trainer.is_world_process_zero():
         return None
-    tokenizer.save_pretrained(str(partial))
-    shutil.rmtree(partial / "trainer", ignore_errors=True)
-    if wandb_on:
-        tracking.finish_run({k: v for k, v in metrics.items() if k != "loss_curve"})
-    payload = manifest.write_manifest(partial, job.method, job.config(), started, metrics=metrics,
-                                      dims=job.dims())
-    staging.publish(partial, job.out)
+    payload = staging.finish(partial, job.out, tokenizer, job.method, job.config(), started,
+                             metrics, job.dims(), wandb_on)
     console.print(
         f"[green]done[/] in {payload['wall_time_s']:.0f}s: loss {metrics['loss_first']} -> "
         f"{metrics['loss_last']} over {metrics['steps']} steps -> {job.out}"

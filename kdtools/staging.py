@@ -57,6 +57,21 @@ def partial_dir(out: Path) -> Path:
     return partial
 
 
+def finish(partial: Path, out: Path, tokenizer, verb: str, config: dict, started: float,
+           metrics: dict, dims: dict, wandb_on: bool) -> dict:
+    """The last steps of every training stage, in this order: tokenizer beside the weights, the
+    trainer's scratch removed, W&B closed, run.json written (last), the folder moved into place."""
+    from kdtools import tracking
+
+    tokenizer.save_pretrained(str(partial))
+    shutil.rmtree(partial / "trainer", ignore_errors=True)
+    if wandb_on:
+        tracking.finish_run({k: v for k, v in metrics.items() if k != "loss_curve"})
+    payload = manifest.write_manifest(partial, verb, config, started, metrics=metrics, dims=dims)
+    publish(partial, out)
+    return payload
+
+
 def publish(partial: Path, out: Path) -> None:
     """Move a complete staging folder (run.json already inside) into place."""
     if Path(out).exists():
