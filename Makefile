@@ -45,3 +45,24 @@ lint: setup
 
 clean-demo:
 	rm -rf results/toy
+
+# COMET runs in its own environment (unbabel-comet pins transformers<5 and numpy<2): kdtools eval
+# --suite translation calls $(COMET_VENV)/bin/python as a subprocess (docs/eval.md). ~90 s, 1.6 GB.
+COMET_VENV ?= envs/comet-venv
+COMET_STAMP := $(COMET_VENV)/.kdtools-comet
+
+.PHONY: comet-env
+comet-env: $(COMET_STAMP)
+
+$(COMET_STAMP): envs/comet-requirements.txt
+	@test -x $(COMET_VENV)/bin/python || python3 -m venv $(COMET_VENV)
+	@if $(COMET_VENV)/bin/python -c "import torch" 2>/dev/null; then \
+	  echo "comet-env: keeping the installed torch"; \
+	elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  $(COMET_VENV)/bin/pip install --quiet torch; \
+	else \
+	  $(COMET_VENV)/bin/pip install --quiet $(CPU_TORCH); \
+	fi
+	$(COMET_VENV)/bin/pip install --quiet -r envs/comet-requirements.txt
+	$(COMET_VENV)/bin/python -I -c "import comet; print('comet-env: unbabel-comet', comet.__version__)"
+	@touch $@
