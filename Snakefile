@@ -11,10 +11,11 @@ validate(config, "workflow/schemas/config.schema.json")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/eval.smk"
 
 
-# Targets. Today they stop at the trained models (run.json of each cell of the grid);
-# evaluations, tables and figures join when eval and report are built.
+# Targets: every cell's evaluation (its model, teacher, init and data come along through the
+# rules). `demo` is the toy world's Table 3 on the short ladder.
 rule all_tables:
     localrule: True
     input:

@@ -33,14 +33,18 @@ def job_counts(out: str) -> dict[str, int]:
 def test_paper_grid_dry_run(tmp_path):
     out = dry_run("all_tables", "paper", tmp_path)
     counts = job_counts(out)
-    assert counts["sft"] == 4 * 10       # 1b 3b 8b + the 70b teacher, on every size of the ladder
-    assert counts["gkd"] == 3 * 10       # Table 3 / Figure 2
+    assert counts["sft"] == 4 * 10 + 4 * 3  # every model x size; + each model on each domain task
+    assert counts["gkd"] == 3 * 10 + 3 * 3  # Table 3 / Figure 2; Table 2's GKD column
+    assert counts["data_task"] == 3
+    # every cell is evaluated: table3 60, fig1 +10 Base-S, table1 +1 SeqKD, fig3 +1, table2 18 + 3
+    assert counts["eval"] == 93
     assert counts["gkd_variant"] == 10 + 1  # Figure 1 (Base-S per size), Figure 3 (70b-it)
     assert counts["seqkd"] == 1          # Table 1
     assert counts["data"] == 1 and "toy_world" not in counts
     assert "sft --model 70b --data 939k" in out
     assert "gkd --student 8b --data full --task general --teacher 70b-it" in out
     assert "gkd --student 8b --data 10k --task general --init base" in out
+    assert "sft --model 1b --data full --task translation" in out
 
 
 def test_multi_gpu_rules_launch_through_srun_and_accelerate(tmp_path):
@@ -53,8 +57,9 @@ def test_multi_gpu_rules_launch_through_srun_and_accelerate(tmp_path):
 
 def test_toy_demo_dry_run_builds_the_world_first(tmp_path):
     counts = job_counts(dry_run("demo", "smoke", tmp_path))
-    # toy world, data, SFT of 3 students + the teacher and GKD of 3 students on 10k and 40k
-    assert counts == {"toy_world": 1, "data": 1, "sft": 8, "gkd": 6, "demo": 1, "total": 17}
+    # toy world, data, SFT of 3 students + the teacher and GKD of 3 students on 10k and 40k,
+    # and the general-suite evaluation of the 12 student cells
+    assert counts == {"toy_world": 1, "data": 1, "sft": 8, "gkd": 6, "eval": 12, "demo": 1, "total": 29}
 
 
 def test_slurm_profile_dry_run(tmp_path):
@@ -74,3 +79,26 @@ def test_misspelt_workflow_config_key(tmp_path, key):
     proc = subprocess.run([SNAKEMAKE, "demo", "-n", "--cores", "1", "--config", key],
                           cwd=REPO, capture_output=True, text=True, check=False)
     assert proc.returncode != 0 and "wrold" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_real_run_of_one_cell_then_nothing_to_do(tmp_path):
+    """Snakemake runs the chain for one GKD cell for real (toy world -> data -> SFT-S and T_s ->
+    gkd -> eval) with the local profile; a second run finds nothing to do."""
+    results = tmp_path / "results"
+    target = str(results / "smoke" / "evals" / "1b" / "gkd" / "general" / "10k" / "general.json")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "WANDB_MODE": "disabled"}
+    cmd = [SNAKEMAKE, target, "--profile", "profiles/local", "--config", "world=smoke",
+           f"results={results}"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    import json
+
+    result = json.loads(Path(target).read_text())
+    assert result["method"] == "gkd" and set(result["metrics"]) >= {"bbh", "gpqa", "ifeval", "infobench", "mmlu_pro"}
+    for log in ("toy.log", "data.log", "sft/1b/general/10k.log", "sft/70b/general/10k.log",
+                "gkd/1b/general/10k.log"):
+        assert (results / "smoke" / "logs" / log).is_file(), log
+    again = subprocess.run(cmd + ["-n"], cwd=REPO, capture_output=True, text=True, check=False, env=env)
+    assert "Nothing to be done" in again.stdout + again.stderr

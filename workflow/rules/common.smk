@@ -73,6 +73,24 @@ def model_manifest(model, method, size, task="general", variant=""):
     return str(paths.model_dir(WORLD.results, W, model, method, task, size, variant) / paths.MANIFEST)
 
 
+TASKS = ["translation", "summarization", "arc"]
+SUITE_OF_TASK = {"general": "general", "translation": "translation", "summarization": "summarization",
+                 "arc": "arc"}
+
+
+def eval_of(model, method, size, task="general", variant=""):
+    """The eval JSON of one cell: the suite follows the task (general -> the five benchmarks)."""
+    return str(paths.eval_file(WORLD.results, W, model, method, task, size, SUITE_OF_TASK[task], variant))
+
+
+def eval_cmd(wildcards):
+    folder = paths.model_dir(WORLD.results, W, wildcards.model, wildcards.method, wildcards.task, wildcards.leaf)
+    argv = ["kdtools", *GLOBAL_ARGS, "eval", "--model", str(folder), "--suite", wildcards.suite]
+    if config.get("judge_url"):
+        argv += ["--judge-url", config["judge_url"]]
+    return shlex.join(argv)
+
+
 def sizes():
     """The paper world's whole ladder; toy worlds a short one that runs on a CPU in minutes."""
     if W == "paper":
@@ -81,20 +99,24 @@ def sizes():
 
 
 def grid():
-    """THE grid of the paper, expanded in one place: target name -> the outputs it needs.
-    (Model manifests today; evaluations and tables join when eval and report land.)"""
+    """THE grid of the paper, expanded in one place: target name -> the eval JSONs it needs
+    (each pulls its model, and that model's teacher, init and data, through the rules).
+    Mix and two-stage cells (Table 2, Figure 5) join with the synth issue."""
     ladder = sizes()
     top = "full"
     return {
         # Table 3 / Figure 2: every student, every size, SFT vs GKD from the same-data teacher
-        "table3": [model_manifest(s, m, n) for s in STUDENTS for n in ladder for m in ("sft", "gkd")],
+        "table3": [eval_of(s, m, n) for s in STUDENTS for n in ladder for m in ("sft", "gkd")],
         # Figure 1: the 8b student from its base model (Base-S) next to SFT-S
-        "fig1": [model_manifest("8b", "gkd", n, variant="init-base") for n in ladder]
-        + [model_manifest("8b", "gkd", n) for n in ladder],
+        "fig1": [eval_of("8b", "gkd", n, variant="init-base") for n in ladder]
+        + [eval_of("8b", m, n) for n in ladder for m in ("sft", "gkd")],
         # Table 1: 8b on full data: SFT, GKD, SeqKD
-        "table1": [model_manifest("8b", m, top) for m in ("sft", "gkd", "seqkd")],
+        "table1": [eval_of("8b", m, top) for m in ("sft", "gkd", "seqkd")],
         # Figure 3: GKD from the same-data teacher vs the strong instruction-tuned teacher
-        "fig3": [model_manifest("8b", "gkd", top), model_manifest("8b", "gkd", top, variant="teacher-70b-it")],
+        "fig3": [eval_of("8b", "gkd", top), eval_of("8b", "gkd", top, variant="teacher-70b-it")],
+        # Table 2 / Figure 4: domain tasks, students from their full-Tulu SFT; the task teacher row
+        "table2": [eval_of(s, m, top, t) for t in TASKS for s in STUDENTS for m in ("sft", "gkd")]
+        + [eval_of(TEACHER, "sft", top, t) for t in TASKS],
     }
 
 
@@ -110,10 +132,23 @@ def init_sft(wildcards):
     return model_manifest(wildcards.student, "sft", size)
 
 
+def task_data(wildcards):
+    """The training data a cell reads: the general subsets, or the task's converted split."""
+    return data_manifest(None if wildcards.task == "general" else wildcards.task)
+
+
+def sft_inputs(wildcards):
+    """Domain-task SFT starts from the model's full-data general SFT (the paper's students)."""
+    needs = [task_data(wildcards)]
+    if wildcards.task != "general":
+        needs.append(model_manifest(wildcards.model, "sft", "full"))
+    return needs
+
+
 def variant_inputs(wildcards):
     """Inputs of a GKD cell with a variant ('init-base', 'teacher-70b-it', or both joined by +)."""
     parts = wildcards.variant.split("+")
-    needs = [data_manifest()]
+    needs = [task_data(wildcards)]
     if "init-base" not in parts:
         needs.append(init_sft(wildcards))
     if any(p.startswith("teacher-") for p in parts):

@@ -3,20 +3,22 @@
 # the CLI writes last.
 
 SIZE = "[0-9]+k|full"
+TASK = "general|translation|summarization|arc"
 
 
 rule sft:
     input:
-        data=data_manifest(),
+        sft_inputs,
     output:
-        f"{RESULTS}/{W}/models/{{model}}/sft/general/{{size}}/{paths.MANIFEST}",
+        f"{RESULTS}/{W}/models/{{model}}/sft/{{task}}/{{size}}/{paths.MANIFEST}",
     log:
-        f"{RESULTS}/{W}/logs/sft/{{model}}/general/{{size}}.log",
+        f"{RESULTS}/{W}/logs/sft/{{model}}/{{task}}/{{size}}.log",
     wildcard_constraints:
         model="[A-Za-z0-9._-]+",
+        task=TASK,
         size=SIZE,
     params:
-        cmd=kdtools_cmd(None, "sft", "--model", "{model}", "--data", "{size}"),
+        cmd=kdtools_cmd(None, "sft", "--model", "{model}", "--data", "{size}", "--task", "{task}"),
     resources:
         gpu=resource(None, "gpu"),
         nodes=resource(None, "nodes"),
@@ -31,7 +33,7 @@ rule sft:
 
 rule gkd:
     input:
-        data=data_manifest(),
+        data=task_data,
         init=init_sft,
         teacher=lambda wc: model_manifest(TEACHER, "sft", wc.size, wc.task),
     output:
@@ -40,7 +42,7 @@ rule gkd:
         f"{RESULTS}/{W}/logs/gkd/{{student}}/{{task}}/{{size}}.log",
     wildcard_constraints:
         student="[A-Za-z0-9._-]+",
-        task="general",
+        task=TASK,
         size=SIZE,
     params:
         cmd=kdtools_cmd("kd", "gkd", "--student", "{student}", "--data", "{size}", "--task", "{task}"),

@@ -1,0 +1,27 @@
+# Evaluation: one rule for every cell; the suite follows the task (workflow/rules/common.smk).
+
+
+rule eval:
+    input:
+        f"{RESULTS}/{W}/models/{{model}}/{{method}}/{{task}}/{{leaf}}/{paths.MANIFEST}",
+    output:
+        f"{RESULTS}/{W}/evals/{{model}}/{{method}}/{{task}}/{{leaf}}/{{suite}}.json",
+    log:
+        f"{RESULTS}/{W}/logs/eval/{{model}}/{{method}}/{{task}}/{{leaf}}/{{suite}}.log",
+    wildcard_constraints:
+        model="[A-Za-z0-9._-]+",
+        method="[a-z_]+",
+        task="general|translation|summarization|arc",
+        leaf="([0-9]+k|full)(\\+[A-Za-z0-9._+-]+)?",
+        suite="general|translation|summarization|arc",
+    params:
+        cmd=eval_cmd,
+    resources:
+        gpu=lambda wc: 0 if WORLD.toy else (8 if wc.model.startswith("70b") else 1),
+        cpus_per_task=lambda wc: 2 if WORLD.toy else 16,
+        mem_mb=lambda wc: 4000 if WORLD.toy else 256_000,
+        runtime=lambda wc: 60 if WORLD.toy else 12 * 60,
+    conda:
+        "../../envs/kdtools.yaml"
+    shell:
+        "{params.cmd} > {log} 2>&1"
