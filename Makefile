@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 # The rules call `kdtools` from PATH (the cluster's env, or --use-conda's): put the venv's first.
 demo: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/snakemake --profile profiles/local demo --config world=toy
-	@echo "demo: models and run.json manifests under results/toy/models/"
+	@echo "demo: tables in results/toy/tables/, figures in results/toy/figures/, models and evals beside them"
 
 test: setup
 	$(PY) -m pytest -q

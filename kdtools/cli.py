@@ -265,6 +265,27 @@ def eval_(
         _fail(exc)
 
 
+@app.command()
+def report(
+    results: Annotated[
+        str | None,
+        typer.Option("--results", help="A results root (the world folder is then `DIR/<world>`) or a world "
+                     "folder itself (one holding `evals/`); default: the global --results."),
+    ] = None,
+    world: VerbWorld = None,
+) -> None:
+    """The paper's Tables 1-3 (markdown + CSV, printed here too) and Figures 1-5 (PNG) from the eval
+    JSONs under `<results>/<world>/evals`; writes `tables/`, `figures/` and, last,
+    `tables/report.json` beside it. A missing cell is '-'; W&B gets tables and figures when configured."""
+    try:
+        from kdtools import report as stage
+
+        job = stage.make_job(_world(world), results=results)
+        stage.run(job)
+    except KdError as exc:
+        _fail(exc)
+
+
 def _not_built(verb: str, issue: str) -> None:
     @app.command(
         name=verb,
@@ -278,7 +299,7 @@ def _not_built(verb: str, issue: str) -> None:
 
 for _verb, _issue in (
     ("synth", "the synth issue"),
-    ("annotate", "the synth issue"), ("report", "the workflow issue"),
+    ("annotate", "the synth issue"),
     ("plan", "the plan issue"),
 ):
     _not_built(_verb, _issue)

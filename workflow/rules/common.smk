@@ -126,6 +126,14 @@ def demo_targets():
     return grid()["table3"]
 
 
+REPORT = str(WORLD.results / W / "tables" / "report.json")
+
+
+def report_scope():
+    """'demo' (toy worlds' default: the tables of the demo's cells) or 'all' (the whole grid)."""
+    return config.get("report_scope") or ("demo" if WORLD.toy else "all")
+
+
 def init_sft(wildcards):
     """SFT-S: the student's SFT on the same data (general) or its full-data SFT (domain tasks)."""
     size = wildcards.size if wildcards.task == "general" else "full"

@@ -25,3 +25,21 @@ rule eval:
         "../../envs/kdtools.yaml"
     shell:
         "{params.cmd} > {log} 2>&1"
+
+
+# Tables and figures from whatever evaluations exist; a missing cell is a dash. Re-run after a
+# target adds evaluations (`snakemake report -f` or any target that lists it).
+rule report:
+    input:
+        lambda wc: EVALS_FOR_REPORT,
+    output:
+        REPORT,
+    log:
+        f"{RESULTS}/{W}/logs/report.log",
+    localrule: True
+    params:
+        kd=shlex.join(["kdtools", *GLOBAL_ARGS]),
+    conda:
+        "../../envs/kdtools.yaml"
+    shell:
+        "{params.kd} report > {log} 2>&1"
