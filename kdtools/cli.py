@@ -12,6 +12,7 @@ the stage, so `--help` stays instant. A KdError becomes one red line and exit co
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -65,6 +66,16 @@ def _fail(exc: KdError) -> None:
     raise typer.Exit(2)
 
 
+def _run(stage_module: str, world_name: str | None, results_root: str | None, **options) -> None:
+    """Load the world, import the stage (heavy libraries load only now), build its validated job
+    and run it; a KdError becomes one red line and exit code 2."""
+    try:
+        stage = importlib.import_module(stage_module)
+        stage.run(stage.make_job(_world(world_name, results_root), **options))
+    except KdError as exc:
+        _fail(exc)
+
+
 @app.callback()
 def main(
     world: Annotated[
@@ -94,13 +105,7 @@ def toy(
     """Build the embedded toy world: generated data and benchmarks, a tokenizer trained locally,
     and toy base models 1b < 3b < 8b < 70b plus 70b-it, all deterministic from the world's seed.
     Cached: rebuilt only when the world's `toy` config changes."""
-    try:
-        from kdtools.toy import build
-
-        job = build.make_job(_world(world, results), force=force)
-        build.run(job)
-    except KdError as exc:
-        _fail(exc)
+    _run("kdtools.toy.build", world, results, force=force)
 
 
 @app.command()
@@ -125,13 +130,8 @@ def data(
 ) -> None:
     """Write nested, deterministic subsets (10k in 20k in ... in full) of the instruction data as
     JSONL files, with a manifest of counts and hashes."""
-    try:
-        from kdtools import data as stage
-
-        job = stage.make_job(_world(world, results), source=source, sizes=sizes, name=name, task=task, force=force)
-        stage.run(job)
-    except KdError as exc:
-        _fail(exc)
+    _run("kdtools.data", world, results, source=source, sizes=sizes, name=name, task=task,
+         force=force)
 
 
 @app.command()
@@ -154,16 +154,8 @@ def sft(
 ) -> None:
     """Supervised fine-tuning with TRL's SFTTrainer on the assistant tokens, with the paper's
     hyperparameters (AdamW, lr 5e-6, batch 128, 2 epochs, linear, 3% warmup, 4096 tokens)."""
-    try:
-        from kdtools import sft as stage
-
-        job = stage.make_job(
-            _world(world, results), model=model, data=data, task=task, init=init, out=out,
-            max_steps=max_steps, epochs=epochs, learning_rate=learning_rate, force=force,
-        )
-        stage.run(job)
-    except KdError as exc:
-        _fail(exc)
+    _run("kdtools.sft", world, results, model=model, data=data, task=task, init=init, out=out,
+         max_steps=max_steps, epochs=epochs, learning_rate=learning_rate, force=force)
 
 
 @app.command()
@@ -188,18 +180,10 @@ def gkd(
 ) -> None:
     """Generalized knowledge distillation (GKD): the student learns the teacher's token
     distributions on a mix of dataset responses and its own samples (lambda 0.5, beta 0.5)."""
-    try:
-        from kdtools import gkd as stage
-
-        job = stage.make_job(
-            _world(world, results), student=student, data=data, task=task, teacher=teacher,
-            init=init, lmbda=lmbda, beta=beta, temperature=temperature,
-            max_new_tokens=max_new_tokens, loss=loss, out=out, max_steps=max_steps,
-            epochs=epochs, learning_rate=learning_rate, force=force,
-        )
-        stage.run(job)
-    except KdError as exc:
-        _fail(exc)
+    _run("kdtools.gkd", world, results, student=student, data=data, task=task, teacher=teacher,
+         init=init, lmbda=lmbda, beta=beta, temperature=temperature, max_new_tokens=max_new_tokens,
+         loss=loss, out=out, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate,
+         force=force)
 
 
 @app.command()
@@ -223,18 +207,10 @@ def seqkd(
 ) -> None:
     """Sequence-level KD: the teacher writes K answers per prompt (resumable, cached), then the
     student is fine-tuned with cross-entropy on them."""
-    try:
-        from kdtools import seqkd as stage
-
-        job = stage.make_job(
-            _world(world, results), student=student, data=data, task=task, teacher=teacher,
-            init=init, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
-            batch_size=batch_size, out=out, max_steps=max_steps, epochs=epochs,
-            learning_rate=learning_rate, force=force,
-        )
-        stage.run(job)
-    except KdError as exc:
-        _fail(exc)
+    _run("kdtools.seqkd", world, results, student=student, data=data, task=task, teacher=teacher,
+         init=init, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
+         batch_size=batch_size, out=out, max_steps=max_steps, epochs=epochs,
+         learning_rate=learning_rate, force=force)
 
 
 @app.command(name="eval")
@@ -253,16 +229,8 @@ def eval_(
     """Evaluate a model on the paper's benchmarks: lm-eval for BBH/GPQA/MMLU-Pro/IFEval, an LLM
     judge for InFoBench, COMET and chrF for translation, ROUGE-L for summarization, accuracy for
     ARC. Writes one JSON per suite (scores 0-100) plus per-example generations beside it."""
-    try:
-        from kdtools import eval as stage
-
-        job = stage.make_job(
-            _world(world, results), model=model, suite=suite, limit=limit, judge_url=judge_url,
-            judge_model=judge_model, batch_size=batch_size, out=out, force=force,
-        )
-        stage.run(job)
-    except KdError as exc:
-        _fail(exc)
+    _run("kdtools.eval", world, results, model=model, suite=suite, limit=limit, judge_url=judge_url,
+         judge_model=judge_model, batch_size=batch_size, out=out, force=force)
 
 
 @app.command()
@@ -277,13 +245,7 @@ def report(
     """The paper's Tables 1-3 (markdown + CSV, printed here too) and Figures 1-5 (PNG) from the eval
     JSONs under `<results>/<world>/evals`; writes `tables/`, `figures/` and, last,
     `tables/report.json` beside it. A missing cell is '-'; W&B gets tables and figures when configured."""
-    try:
-        from kdtools import report as stage
-
-        job = stage.make_job(_world(world), results=results)
-        stage.run(job)
-    except KdError as exc:
-        _fail(exc)
+    _run("kdtools.report", world, None, results=results)
 
 
 def _not_built(verb: str, issue: str) -> None:

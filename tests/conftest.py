@@ -62,6 +62,17 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
+def one_line_error(result, *needles: str) -> None:
+    """A CLI result (typer's CliRunner) that failed the kdtools way: exit 2, one stderr line
+    starting 'error:' and naming every needle."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `gpu` need CUDA: skipped (and reported as skipped) on CPU machines."""
     import torch

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kdtools.cli import app
-from tests.conftest import tulu_rows, write_jsonl
+from tests.conftest import one_line_error, tulu_rows, write_jsonl
 
 runner = CliRunner()
 VERBS = ["toy", "data", "sft", "gkd", "seqkd", "synth", "annotate", "eval", "report", "plan"]
@@ -39,14 +39,6 @@ def test_unbuilt_verbs_say_so(verb):
     assert result.exit_code == 1
     assert "not built yet" in result.output
 
-
-def one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error:")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def invoke(tmp_path, *args, world="smoke"):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from kdtools.cli import app
 from kdtools.evaluation import results as eval_results
-from tests.conftest import kdtools
+from tests.conftest import one_line_error, kdtools
 
 runner = CliRunner()
 WORLD = "smoke"
@@ -222,14 +222,6 @@ def test_wandb_offline_run(report):
     summary = json.loads((world_dir / "tables" / "report.json").read_text())
     assert summary["wandb"]["id"] in runs[0].name
 
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error:")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def invoke(*args):
