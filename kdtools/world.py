@@ -76,6 +76,7 @@ class World:
     train: TrainDefaults
     wandb: dict
     gkd: dict                            # GKD/SeqKD defaults (lmbda, beta, ...); stages fill gaps
+    synth: dict                          # synthetic inputs / annotation settings (domain tasks)
     toy: dict | None
     raw: dict                            # the validated YAML, for provenance
 
@@ -179,6 +180,7 @@ def load_world(world: str, results: str | Path | None = None) -> World:
         train=TrainDefaults(**raw["train"]),
         wandb=dict(raw.get("wandb") or {}),
         gkd=dict(raw.get("gkd") or {}),
+        synth=dict(raw.get("synth") or {}),
         toy=raw.get("toy"),
         raw=raw,
     )
