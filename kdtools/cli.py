@@ -170,6 +170,8 @@ def gkd(
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature of on-policy samples (default 1.0).")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Cap on an on-policy sample's length.")] = None,
     loss: Annotated[str | None, typer.Option(help="'fused' (chunked; never builds full-vocabulary logits; default) or 'plain' (TRL's).")] = None,
+    method: Annotated[str, typer.Option(help="gkd; or for domain tasks mix (GKD on human + synthetic data) or two_stage (CE on synthetic pairs, then GKD on human data).")] = "gkd",
+    synthetic: Annotated[str | None, typer.Option(help="Synthetic set size for mix/two_stage: 5k 10k 20k 50k 100k (nested subsets of one annotated pool).")] = None,
     out: OutDir = None,
     max_steps: MaxSteps = None,
     epochs: Epochs = None,
@@ -183,7 +185,7 @@ def gkd(
     _run("kdtools.gkd", world, results, student=student, data=data, task=task, teacher=teacher,
          init=init, lmbda=lmbda, beta=beta, temperature=temperature, max_new_tokens=max_new_tokens,
          loss=loss, out=out, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate,
-         force=force)
+         force=force, method=method, synthetic=synthetic)
 
 
 @app.command()
@@ -211,6 +213,43 @@ def seqkd(
          init=init, samples=samples, temperature=temperature, max_new_tokens=max_new_tokens,
          batch_size=batch_size, out=out, max_steps=max_steps, epochs=epochs,
          learning_rate=learning_rate, force=force)
+
+
+@app.command()
+def synth(
+    task: Annotated[str, typer.Option(help="Domain task: translation, summarization or arc.")],
+    n: Annotated[str, typer.Option(help="Synthetic set size label: 5k 10k 20k 50k 100k (the world's synth.sizes).")],
+    generator: Annotated[str | None, typer.Option(help="Model writing new inputs: an alias (its full-data general SFT) or a folder (default: the world's synth.generator, 70b).")] = None,
+    out: OutDir = None,
+    force: Annotated[bool, typer.Option(help="Regenerate even if the pool is up to date.")] = False,
+    world: VerbWorld = None,
+    results: VerbResults = None,
+) -> None:
+    """Synthetic task inputs: the generator continues an instruction + 10 demonstrations
+    ("In: x Out: y ... In:") at T=0.8; empty, degenerate, duplicate, near-duplicate and dev/test-
+    contaminated inputs are filtered; sizes are nested prefixes of one pool."""
+    _run("kdtools.synth", world, results, task=task, n=n, out=out, generator=generator, force=force)
+
+
+@app.command()
+def annotate(
+    inputs: Annotated[Path, typer.Option(help="JSONL of inputs: synthetic {'input'}, {'messages'} or {'prompt'} rows.")],
+    task: Annotated[str | None, typer.Option(help="Domain task: wraps bare inputs in its prompt; '70b' then means the 70b SFT'd on it.")] = None,
+    teacher: Annotated[str | None, typer.Option(help="'70b' = the task teacher (default), '70b-it' as is, or a model folder.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Teacher sampling temperature (paper: 0.6).")] = None,
+    samples: Annotated[int, typer.Option(help="Answers per input.")] = 1,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Cap on an answer's length.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Prompts per generation batch.")] = 16,
+    out: OutDir = None,
+    force: Annotated[bool, typer.Option(help="Re-annotate even if up to date.")] = False,
+    world: VerbWorld = None,
+    results: VerbResults = None,
+) -> None:
+    """A teacher answers every input (sharded, resumable, deterministic); pairs in the `messages`
+    schema for training (mix, two_stage, or plain SFT)."""
+    _run("kdtools.annotate", world, results, inputs=inputs, teacher=teacher, task=task,
+         temperature=temperature, samples=samples, max_new_tokens=max_new_tokens,
+         batch_size=batch_size, out=out, force=force)
 
 
 @app.command(name="eval")
@@ -259,11 +298,7 @@ def _not_built(verb: str, issue: str) -> None:
         raise typer.Exit(1)
 
 
-for _verb, _issue in (
-    ("synth", "the synth issue"),
-    ("annotate", "the synth issue"),
-    ("plan", "the plan issue"),
-):
+for _verb, _issue in (("plan", "the plan issue"),):
     _not_built(_verb, _issue)
 
 

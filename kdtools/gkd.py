@@ -24,11 +24,13 @@ from rich.console import Console
 from kdtools import manifest, paths, staging, tasks, trainargs, tracking
 from kdtools.data import subset_path
 from kdtools.errors import KdError
-from kdtools.sft import GENERAL, finished_sft, override_train
+from kdtools.sft import GENERAL, SftJob, finished_sft, override_train
+from kdtools.sft import train as sft_train
 from kdtools.world import TrainDefaults, World
 
 console = Console(stderr=True, soft_wrap=True)
 LOSSES = ("fused", "plain")
+METHODS = ("gkd", "mix", "two_stage")
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,15 @@ class GkdJob:
     train: TrainDefaults
     settings: GkdSettings
     force: bool = False
+    method: str = "gkd"             # 'mix': GKD on D + D^s; 'two_stage': CE on D^s, then GKD on D
+    synthetic: str | None = None    # synthetic set size label (mix, two_stage)
+    stage1: SftJob | None = None    # two_stage: the cross-entropy stage on the synthetic pairs
 
     def config(self) -> dict:
+        extra = {"synthetic": self.synthetic,
+                 "stage1_hash": manifest.config_hash(self.stage1.config()) if self.stage1 else None}
         return {
-            "world": self.world.name, "method": "gkd", "student": self.student,
+            "world": self.world.name, "method": self.method, **extra, "student": self.student,
             "weights": self.weights, "init": self.init, "teacher": self.teacher,
             "teacher_weights": self.teacher_weights, "data": self.data, "task": self.task,
             "data_file": str(self.data_file), "data_sha256": manifest.file_sha256(self.data_file),
@@ -81,8 +88,9 @@ class GkdJob:
         }
 
     def dims(self) -> dict:
-        return {"student": self.student, "method": "gkd", "size": self.data, "task": self.task,
+        dims = {"student": self.student, "method": self.method, "size": self.data, "task": self.task,
                 "init": self.init, "teacher": self.teacher}
+        return {**dims, "synthetic": self.synthetic} if self.synthetic else dims
 
 
 def resolve_student(world: World, student: str, task: str, size: str, init: str | None) -> tuple[str, str, str]:
@@ -110,6 +118,44 @@ def resolve_teacher(world: World, teacher: str, task: str, size: str) -> tuple[s
     return world.resolve_model(teacher), variant
 
 
+def synthetic_pairs(world: World, task: str, teacher: str, label: str) -> Path:
+    """The first `label` rows' worth of the teacher's annotated synthetic pool (nested subsets:
+    5k in 10k in ... in 100k), written once as a file; a KdError naming the commands if missing."""
+    sizes = world.synth.get("sizes") or {}
+    if label not in sizes:
+        raise KdError(f"--synthetic {label}: use one of {', '.join(sizes) or '(none: add synth.sizes)'} "
+                      f"(world '{world.name}', synth.sizes)")
+    need = sizes[label]
+    base = paths.data_dir(world.results, world.name, "annotated") / task / paths.model_name(teacher)
+    for pool in sorted(base.glob("*")):
+        done = manifest.read_manifest(pool)
+        # coverage counts the inputs annotated, not the pairs kept (empty answers are dropped)
+        if done is None or done.get("prompts", 0) < need or not (pool / "pairs.jsonl").is_file():
+            continue
+        pairs = [json.loads(line) for line in (pool / "pairs.jsonl").read_text().splitlines()]
+        prefix = pool / f"synthetic-{label}.jsonl"
+        text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs if p["input_index"] < need)
+        if not prefix.is_file() or prefix.read_text() != text:
+            manifest.atomic_write_text(prefix, text)
+        return prefix
+    top = max(sizes, key=sizes.get)
+    synth_dir = paths.data_dir(world.results, world.name, "synth") / task
+    raise KdError(
+        f"no annotated synthetic pool of {task} covers {label} ({need} inputs) under {base}: run "
+        f"`kdtools --world {world.name} synth --task {task} --n {top}` then `kdtools --world {world.name} "
+        f"annotate --task {task} --teacher {teacher} --inputs {synth_dir / (top + '.jsonl')}`"
+    )
+
+
+def mixed_data(world: World, task: str, teacher: str, label: str, human: Path, synthetic: Path) -> Path:
+    """Mix: the human training rows followed by the synthetic pairs, as one file."""
+    out = paths.data_dir(world.results, world.name, "mix") / task / paths.model_name(teacher) / f"{label}.jsonl"
+    text = human.read_text() + synthetic.read_text()
+    if not out.is_file() or out.read_text() != text:
+        manifest.atomic_write_text(out, text)
+    return out
+
+
 def check_same_tokenizer(student_weights: str, teacher_weights: str) -> None:
     """Different tokenizers make GKD silently wrong (token i means different things): refuse."""
     from transformers import AutoTokenizer
@@ -130,8 +176,15 @@ def make_job(world: World, student: str, data: str, task: str = GENERAL, teacher
              temperature: float | None = None, max_new_tokens: int | None = None,
              loss: str | None = None, out: Path | None = None, max_steps: int | None = None,
              epochs: float | None = None, learning_rate: float | None = None,
-             force: bool = False) -> GkdJob:
-    """Every check that needs no model: options, data, student init, teacher, tokenizers, output."""
+             force: bool = False, method: str = "gkd", synthetic: str | None = None) -> GkdJob:
+    """Every check that needs no model: options, data, student init, teacher, tokenizers, output.
+    `method` mix or two_stage (domain tasks) also needs the annotated synthetic set `synthetic`."""
+    if method not in METHODS:
+        raise KdError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method != "gkd" and (task == GENERAL or synthetic is None):
+        raise KdError(f"--method {method} is for domain tasks with synthetic data: pass --task and --synthetic SIZE")
+    if method == "gkd" and synthetic is not None:
+        raise KdError("--synthetic goes with --method mix or two_stage")
     given = {"lmbda": lmbda, "beta": beta, "temperature": temperature,
              "max_new_tokens": max_new_tokens, "loss": loss}
     defaults = {k: v for k, v in world.gkd.items() if k in GkdSettings.__dataclass_fields__}
@@ -147,11 +200,22 @@ def make_job(world: World, student: str, data: str, task: str = GENERAL, teacher
     teacher_weights, teacher_variant = resolve_teacher(world, teacher, task, data)
     check_same_tokenizer(weights, teacher_weights)
     train = override_train(world.train, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate)
-    variant = "+".join(v for v in (init_variant, teacher_variant) if v)
-    out = Path(out) if out else paths.model_dir(world.results, world.name, student, "gkd", task, data, variant)
+    synthetic_variant = f"synthetic-{synthetic}" if synthetic else ""
+    variant = "+".join(v for v in (init_variant, teacher_variant, synthetic_variant) if v)
+    out = Path(out) if out else paths.model_dir(world.results, world.name, student, method, task, data, variant)
     staging.check_writable(out)
+    stage1 = None
+    if method != "gkd":
+        pairs = synthetic_pairs(world, task, teacher, synthetic)
+        if method == "mix":
+            data_file = mixed_data(world, task, teacher, synthetic, data_file, pairs)
+        else:  # two_stage: cross-entropy on the synthetic pairs first, from the same init
+            stage1_out = paths.model_dir(world.results, world.name, student, "synth_sft", task, data, variant)
+            stage1 = SftJob(world, student, weights, init_name, data, task, pairs, stage1_out, train,
+                            force, method="synth_sft", extra=(("synthetic", synthetic),))
+            weights = str(stage1_out)
     return GkdJob(world, student, weights, init_name, teacher, teacher_weights, data, task,
-                  data_file, out, train, settings, force)
+                  data_file, out, train, settings, force, method, synthetic, stage1)
 
 
 HELDOUT_ROWS = 32
@@ -204,6 +268,9 @@ def heldout_jsd(student, teacher, tokenizer, rows: list[dict], beta: float, max_
 def run(job: GkdJob) -> dict | None:
     if staging.already_done(job.out, job.config(), job.force):
         return manifest.read_manifest(job.out)
+    if job.stage1 and not staging.already_done(job.stage1.out, job.stage1.config(), job.stage1.force):
+        console.print(f"[bold]two_stage[/] stage 1: cross-entropy on {job.stage1.data_file}")
+        sft_train(job.stage1)
     started = time.time()
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -217,7 +284,7 @@ def run(job: GkdJob) -> dict | None:
                   f"({job.teacher_weights}) on {job.data_file} -> {job.out}")
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(job.weights), job.world.chat_template)
     train_set = datasets.Dataset.from_json(str(job.data_file)).select_columns(["messages"])
-    wandb_on = tracking.start_run(job.world, "gkd", job.dims(), job.config(), job.out)
+    wandb_on = tracking.start_run(job.world, job.method, job.dims(), job.config(), job.out)
     s = job.settings
     # The config comes first: under DeepSpeed ZeRO-3 it makes from_pretrained shard while loading.
     args = GKDConfig(
@@ -259,7 +326,7 @@ def run(job: GkdJob) -> dict | None:
     }
     if not trainer.is_world_process_zero():
         return None
-    payload = staging.finish(partial, job.out, tokenizer, "gkd", job.config(), started, metrics,
+    payload = staging.finish(partial, job.out, tokenizer, job.method, job.config(), started, metrics,
                              job.dims(), wandb_on)
     console.print(f"[green]done[/] in {payload['wall_time_s']:.0f}s: JSD {metrics['loss_first']} -> "
                   f"{metrics['loss_last']}, {metrics['onpolicy_steps']}/{steps} steps on-policy -> {job.out}")

@@ -13,7 +13,6 @@ pairs, into results/<world>/models/<student>/seqkd/<task>/<size>/.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,8 +21,8 @@ from rich.console import Console
 
 from kdtools import manifest, paths, staging, tasks
 from kdtools.data import read_jsonl, subset_path
-from kdtools.errors import KdError
-from kdtools.generate import Sampling, generate
+from kdtools.annotate import annotate
+from kdtools.generate import Sampling
 from kdtools.gkd import resolve_teacher
 from kdtools.sft import GENERAL, SftJob, override_train, resolve_init
 from kdtools.sft import train as sft_train
@@ -78,25 +77,17 @@ def make_job(world: World, student: str, data: str, task: str = GENERAL, teacher
 
 
 def teacher_pairs(job: SeqkdJob) -> Path:
-    """Step 1: the teacher's K answers per prompt as `messages` rows (resumable, cached)."""
+    """Step 1: the teacher's K answers per prompt as `messages` rows (resumable, cached), through
+    kdtools.annotate: the one generation path of synth, annotate and seqkd."""
     pairs = job.samples_dir / "pairs.jsonl"
     if manifest.reusable(job.samples_dir, job.generation_config()):
         return pairs
     started = time.time()
     rows = read_jsonl(job.subset_file)
     prompts = [row["messages"][:last_assistant(row["messages"])] for row in rows]
-    generated = generate(job.teacher_weights, prompts, job.samples_dir, job.sampling, job.sft.world.seed,
-                         job.sft.world.chat_template, label=f"seqkd: {job.teacher} samples")
-    kept = [{"id": f"{rows[g['index']].get('id', g['index'])}#{g['sample']}",
-             "messages": g["messages"] + [{"role": "assistant", "content": g["completion"]}],
-             "source": f"seqkd/{job.teacher}"}
-            for g in generated if g["completion"].strip()]
-    if not kept:
-        raise KdError(f"the teacher {job.teacher} produced only empty answers: check its chat template")
-    manifest.atomic_write_text(pairs, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
-    manifest.write_manifest(job.samples_dir, "seqkd-samples", job.generation_config(), started,
-                            prompts=len(prompts), pairs=len(kept), dropped_empty=len(generated) - len(kept),
-                            truncated=sum(g["finish_reason"] == "length" for g in generated))
+    counts = annotate(job.teacher_weights, rows, prompts, job.samples_dir, job.sampling, job.sft.world.seed,
+                      job.sft.world.chat_template, f"seqkd: {job.teacher} samples", f"seqkd/{job.teacher}")
+    manifest.write_manifest(job.samples_dir, "seqkd-samples", job.generation_config(), started, **counts)
     return pairs
 
 

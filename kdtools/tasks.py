@@ -37,6 +37,17 @@ def prompt(task: str, row: dict, language: str = "Assamese") -> str:
     return mc_prompt(row["question"], row["choices"]["text"])
 
 
+def prompt_from_input(task: str, text: str, language: str = "Assamese") -> str:
+    """The user turn for a bare input of `task` (a synthetic input): the same layout as
+    `prompt`, so a teacher annotates synthetic inputs exactly as students will be asked."""
+    if task == "translation":
+        return f"Translate from {language} to English: {text}"
+    if task == "summarization":
+        return f"Summarize the dialogue:\n{text}"
+    tail = "Answer with the letter of the correct option."
+    return text if text.rstrip().endswith(tail) else f"{text.rstrip()}\n{tail}"
+
+
 def reference(task: str, row: dict) -> str:
     """The gold answer of one row of `task`."""
     if task == "translation":
