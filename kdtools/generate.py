@@ -123,7 +123,10 @@ class VLLMBackend:
         from kdtools.chat import prepare_tokenizer
 
         self.tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(model_dir), chat_template)
-        self.llm = LLM(model=model_dir, seed=0)
+        import torch
+
+        # one process over every visible GPU: a 70B teacher is sharded by tensor parallelism
+        self.llm = LLM(model=model_dir, seed=0, tensor_parallel_size=max(1, torch.cuda.device_count()))
 
     def complete(self, prompts: list[list[dict]], sampling: Sampling, seed: int) -> list[list[dict]]:
         from vllm import SamplingParams

@@ -37,7 +37,10 @@ def test_paper_grid_dry_run(tmp_path):
     assert counts["gkd"] == 3 * 10 + 3 * 3  # Table 3 / Figure 2; Table 2's GKD column
     assert counts["data_task"] == 3
     # every cell is evaluated: table3 60, fig1 +10 Base-S, table1 +1 SeqKD, fig3 +1, table2 18 + 3
-    assert counts["eval"] == 93
+    assert counts["eval"] == 93 + 54
+    # Table 2's Mix and 2-Stage at 100k, and Figure 5's two-stage at 5k..100k (9 shared)
+    assert counts["gkd_synthetic"] == 18 + 45 - 9
+    assert counts["synth"] == 3 and counts["annotate"] == 3
     assert counts["gkd_variant"] == 10 + 1  # Figure 1 (Base-S per size), Figure 3 (70b-it)
     assert counts["seqkd"] == 1          # Table 1
     assert counts["data"] == 1 and "toy_world" not in counts
@@ -53,6 +56,9 @@ def test_multi_gpu_rules_launch_through_srun_and_accelerate(tmp_path):
     assert "srun --nodes=4 " in line and "accelerate launch" in line and "zero3.yaml" in line
     line = next(x for x in out.splitlines() if "sft --model 8b --data full" in x)
     assert "--num_processes 8" in line
+    out = dry_run("fig5", "paper", tmp_path)
+    line = next(x for x in out.splitlines() if " synth --task arc --n 100k" in x)
+    assert "srun" not in line and "accelerate" not in line  # generation: one process, vLLM TP
 
 
 def test_toy_demo_dry_run_builds_the_world_first(tmp_path):

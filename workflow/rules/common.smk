@@ -48,13 +48,16 @@ def resource(kind, key):
     return lambda wildcards: resources_of(kind)(wildcards)[key]
 
 
-def kdtools_cmd(kind, *verb_args):
+def kdtools_cmd(kind, *verb_args, single_process=False):
     """The launch command for a rule: plain kdtools on one device, srun + accelerate (ZeRO-3)
-    across GPUs and nodes (kdtools.launch)."""
+    across GPUs and nodes (kdtools.launch). Generation (synth, annotate) is one process that
+    uses every GPU of its node itself (vLLM tensor parallelism): single_process."""
 
     def build(wildcards):
         res = resources_of(kind)(wildcards)
         argv = GLOBAL_ARGS + [a.format(**wildcards) for a in verb_args]
+        if single_process:
+            return launch_command(argv)
         return launch_command(argv, nodes=res["nodes"], gpus_per_node=res["gpu"])
 
     return build
@@ -98,12 +101,19 @@ def sizes():
     return [s for s in ("10k", "40k") if s in WORLD.data.sizes]
 
 
+def synthetic_sizes():
+    """Synthetic set size labels, smallest first (nested subsets of one pool)."""
+    return sorted(WORLD.synth.get("sizes", {}), key=lambda k: WORLD.synth["sizes"][k])
+
+
 def grid():
     """THE grid of the paper, expanded in one place: target name -> the eval JSONs it needs
-    (each pulls its model, and that model's teacher, init and data, through the rules).
-    Mix and two-stage cells (Table 2, Figure 5) join with the synth issue."""
+    (each pulls its model, and that model's teacher, init, data and synthetic data, through
+    the rules)."""
     ladder = sizes()
     top = "full"
+    syn = synthetic_sizes()
+    syn_top = syn[-1] if syn else None
     return {
         # Table 3 / Figure 2: every student, every size, SFT vs GKD from the same-data teacher
         "table3": [eval_of(s, m, n) for s in STUDENTS for n in ladder for m in ("sft", "gkd")],
@@ -114,9 +124,14 @@ def grid():
         "table1": [eval_of("8b", m, top) for m in ("sft", "gkd", "seqkd")],
         # Figure 3: GKD from the same-data teacher vs the strong instruction-tuned teacher
         "fig3": [eval_of("8b", "gkd", top), eval_of("8b", "gkd", top, variant="teacher-70b-it")],
-        # Table 2 / Figure 4: domain tasks, students from their full-Tulu SFT; the task teacher row
+        # Table 2 / Figure 4: domain tasks, students from their full-Tulu SFT; the task teacher row;
+        # Mix and 2-Stage with the largest synthetic set (the paper's 100k)
         "table2": [eval_of(s, m, top, t) for t in TASKS for s in STUDENTS for m in ("sft", "gkd")]
-        + [eval_of(TEACHER, "sft", top, t) for t in TASKS],
+        + [eval_of(TEACHER, "sft", top, t) for t in TASKS]
+        + [eval_of(s, m, top, t, f"synthetic-{syn_top}") for t in TASKS for s in STUDENTS
+           for m in ("mix", "two_stage")] * bool(syn),
+        # Figure 5: two-stage KD with 5k ... 100k synthetic inputs
+        "fig5": [eval_of(s, "two_stage", top, t, f"synthetic-{n}") for t in TASKS for s in STUDENTS for n in syn],
     }
 
 
@@ -164,6 +179,16 @@ def variant_inputs(wildcards):
     else:
         needs.append(model_manifest(TEACHER, "sft", wildcards.size, wildcards.task))
     return needs
+
+
+def synth_top():
+    return synthetic_sizes()[-1]
+
+
+def annotated_manifest(task):
+    """The task teacher's answers to the whole synthetic pool (its largest size label)."""
+    return str(paths.data_dir(WORLD.results, W, "annotated") / task / paths.model_name(TEACHER) / synth_top()
+               / paths.MANIFEST)
 
 
 def variant_args(wildcards):

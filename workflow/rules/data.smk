@@ -56,3 +56,57 @@ rule data_task:
         "../../envs/kdtools.yaml"
     shell:
         "{params.kd} data --task {wildcards.task} > {log} 2>&1"
+
+
+# Synthetic inputs for a domain task: one pool at the largest size; smaller sizes are prefixes.
+rule synth:
+    input:
+        data=lambda wc: data_manifest(wc.task),
+        generator=lambda wc: model_manifest(WORLD.synth.get("generator", TEACHER), "sft", "full"),
+    output:
+        f"{RESULTS}/{W}/data/synth/{{task}}/{paths.MANIFEST}",
+    log:
+        f"{RESULTS}/{W}/logs/synth-{{task}}.log",
+    wildcard_constraints:
+        task="translation|summarization|arc",
+    params:
+        cmd=kdtools_cmd("kd", "synth", "--task", "{task}", "--n", synth_top() if WORLD.synth else "100k",
+                        single_process=True),
+    resources:
+        gpu=resource("kd", "gpu"),
+        nodes=lambda wc: 1,
+        cpus_per_task=resource("kd", "cpus_per_task"),
+        mem_mb=resource("kd", "mem_mb"),
+        runtime=resource("kd", "runtime"),
+    conda:
+        "../../envs/kdtools.yaml"
+    shell:
+        "{params.cmd} > {log} 2>&1"
+
+
+# The task teacher (70b SFT'd on the task) answers the whole synthetic pool at T = 0.6.
+rule annotate:
+    input:
+        synth=f"{RESULTS}/{W}/data/synth/{{task}}/{paths.MANIFEST}",
+        teacher=lambda wc: model_manifest(TEACHER, "sft", "full", wc.task),
+    output:
+        f"{RESULTS}/{W}/data/annotated/{{task}}/{paths.model_name(TEACHER)}/{{label}}/{paths.MANIFEST}",
+    log:
+        f"{RESULTS}/{W}/logs/annotate-{{task}}-{{label}}.log",
+    wildcard_constraints:
+        task="translation|summarization|arc",
+        label="[0-9]+k",
+    params:
+        cmd=lambda wc: kdtools_cmd("kd", "annotate", "--task", "{task}", "--inputs",
+                                   f"{RESULTS}/{W}/data/synth/{wc.task}/{wc.label}.jsonl",
+                                   single_process=True)(wc),
+    resources:
+        gpu=resource("kd", "gpu"),
+        nodes=lambda wc: 1,
+        cpus_per_task=resource("kd", "cpus_per_task"),
+        mem_mb=resource("kd", "mem_mb"),
+        runtime=resource("kd", "runtime"),
+    conda:
+        "../../envs/kdtools.yaml"
+    shell:
+        "{params.cmd} > {log} 2>&1"

@@ -109,3 +109,35 @@ rule seqkd:
         "../../envs/kdtools.yaml"
     shell:
         "{params.cmd} > {log} 2>&1"
+
+
+# Domain tasks with synthetic data: Mix (GKD on human + synthetic) and two-stage (CE on the
+# synthetic pairs, then GKD on the human data), for each synthetic size (Table 2, Figure 5).
+rule gkd_synthetic:
+    input:
+        data=lambda wc: data_manifest(wc.task),
+        init=lambda wc: model_manifest(wc.student, "sft", "full"),
+        teacher=lambda wc: model_manifest(TEACHER, "sft", "full", wc.task),
+        annotated=lambda wc: annotated_manifest(wc.task),
+    output:
+        f"{RESULTS}/{W}/models/{{student}}/{{method}}/{{task}}/full+synthetic-{{label}}/{paths.MANIFEST}",
+    log:
+        f"{RESULTS}/{W}/logs/{{method}}/{{student}}/{{task}}/{{label}}.log",
+    wildcard_constraints:
+        student="[A-Za-z0-9._-]+",
+        method="mix|two_stage",
+        task="translation|summarization|arc",
+        label="[0-9]+k",
+    params:
+        cmd=kdtools_cmd("kd", "gkd", "--student", "{student}", "--data", "full", "--task", "{task}",
+                        "--method", "{method}", "--synthetic", "{label}"),
+    resources:
+        gpu=resource("kd", "gpu"),
+        nodes=resource("kd", "nodes"),
+        cpus_per_task=resource("kd", "cpus_per_task"),
+        mem_mb=resource("kd", "mem_mb"),
+        runtime=resource("kd", "runtime"),
+    conda:
+        "../../envs/kdtools.yaml"
+    shell:
+        "{params.cmd} > {log} 2>&1"
