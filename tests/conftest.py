@@ -43,6 +43,21 @@ def smoke_results(tmp_path_factory) -> Path:
     return results
 
 
+@pytest.fixture
+def fresh_smoke(smoke_results, tmp_path) -> Path:
+    """A results root of the test's own, holding the smoke world and its general data subsets
+    and nothing that other tests wrote since (domain data, models, evals)."""
+    import shutil
+
+    from kdtools.world import load_world
+
+    general = load_world("smoke").data.name
+    results = tmp_path / "results"
+    for part in ("world", f"data/{general}"):
+        shutil.copytree(smoke_results / "smoke" / part, results / "smoke" / part)
+    return results
+
+
 def tulu_rows(n: int, seed: int = 0) -> list[dict]:
     """Rows in allenai/tulu-3-sft-mixture's schema (id, messages, source)."""
     rows = []

@@ -73,16 +73,16 @@ def test_different_config_needs_force(trained, smoke_results):
     assert proc.returncode == 2 and "--force" in proc.stderr
 
 
-def test_domain_task_sft_starts_from_the_general_full_sft(smoke_results):
+def test_domain_task_sft_starts_from_the_general_full_sft(fresh_smoke):
     args = ("sft", "--model", "3b", "--task", "translation", "--data", "full")
-    proc = kdtools(*args, results=smoke_results, check=False)
+    proc = kdtools(*args, results=fresh_smoke, check=False)
     assert proc.returncode == 2 and "kdtools --world smoke data --task translation" in proc.stderr
-    kdtools("data", "--task", "translation", results=smoke_results)
-    proc = kdtools(*args, results=smoke_results, check=False)
+    kdtools("data", "--task", "translation", results=fresh_smoke)
+    proc = kdtools(*args, results=fresh_smoke, check=False)
     assert proc.returncode == 2 and "kdtools --world smoke sft --model 3b --data full" in proc.stderr
-    kdtools("sft", "--model", "3b", "--data", "full", "--max-steps", "3", results=smoke_results)
-    kdtools(*args, results=smoke_results)
-    run = json.loads((smoke_results / "smoke" / "models" / "3b" / "sft" / "translation" / "full"
+    kdtools("sft", "--model", "3b", "--data", "full", "--max-steps", "3", results=fresh_smoke)
+    kdtools(*args, results=fresh_smoke)
+    run = json.loads((fresh_smoke / "smoke" / "models" / "3b" / "sft" / "translation" / "full"
                       / "run.json").read_text())
     assert run["config"]["init"] == "sft"
     assert run["config"]["weights"].endswith("models/3b/sft/general/full")
