@@ -3,6 +3,12 @@
     kdtools data                       # paper world: allenai/tulu-3-sft-mixture from the hub
     kdtools --world toy data           # the toy world's generated instructions
     kdtools data --source my.jsonl --name mydata
+    kdtools data --task translation    # a domain task's training split (all rows: size 'full')
+
+A domain task in a world with a `tasks:` block (the paper world) is first fetched: its train,
+dev and test sources (hub datasets, cut as the paper does) are written once to
+<results>/<world>/data/<task>/splits/<split>.jsonl in the real datasets' schemas; synth reads
+dev/test from there for its contamination check, and compute nodes never need the hub again.
 
 One seeded permutation of all rows; the subset of size n is its first n rows, so 10k is inside
 20k is inside ... full, and `10k.jsonl` is literally the first 10,000 lines of `20k.jsonl`.
@@ -15,7 +21,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -40,12 +46,16 @@ class DataJob:
     seed: int
     force: bool
     task: str | None = None     # a domain task: rows are converted with kdtools.tasks
+    task_sources: tuple = ()    # (split, DataSource) to fetch first (worlds with a tasks: block)
 
     def config(self) -> dict:
-        return {
+        config = {
             "world": self.world.name, "source": self.source, "split": self.split,
             "name": self.name, "sizes": dict(self.sizes), "seed": self.seed, "task": self.task,
         }
+        if self.task_sources:
+            config["task_sources"] = {split: asdict(src) for split, src in self.task_sources}
+        return config
 
 
 def make_job(world: World, source: str | None = None, sizes: str | None = None,
@@ -57,10 +67,11 @@ def make_job(world: World, source: str | None = None, sizes: str | None = None,
     if task:
         if source or sizes:
             raise KdError("--task takes its data from the task's training split: drop --source/--sizes")
-        src = str(tasks.split_file(world, task, "train"))
+        sources = task_sources(world, task)
+        src = str(tasks.splits_dir(world, task) / "train.jsonl" if sources else tasks.split_file(world, task, "train"))
         return DataJob(world=world, source=src, split="train", name=task, sizes=(("full", None),),
                        out_dir=paths.data_dir(world.results, world.name, task), seed=world.seed,
-                       force=force, task=task)
+                       force=force, task=task, task_sources=sources)
     labels = [s.strip() for s in sizes.split(",") if s.strip()] if sizes else list(world.data.sizes)
     if not labels:
         raise KdError("--sizes is empty: give labels like 10k,40k,full")
@@ -72,6 +83,33 @@ def make_job(world: World, source: str | None = None, sizes: str | None = None,
         world=world, source=src, split=world.data.split, name=name, sizes=tuple(resolved),
         out_dir=paths.data_dir(world.results, world.name, name), seed=world.seed, force=force,
     )
+
+
+def task_sources(world: World, task: str) -> tuple:
+    """((split, DataSource), ...) of a task in the world's `tasks:` block; () for toy files."""
+    from kdtools.evaluation.config import parse_source
+
+    tasks.check_task(task)
+    spec = world.tasks.get(task)
+    if not spec:
+        return ()
+    return tuple((split, parse_source(spec[split], f"{world.file}: tasks.{task}.{split}", world))
+                 for split in ("train", "dev", "test"))
+
+
+def fetch_task_splits(job: DataJob) -> None:
+    """Write each task split not yet on disk (hub download or local file, rows[start:stop])."""
+    from kdtools.evaluation.sources import load_hub
+
+    for split, src in job.task_sources:
+        out = tasks.splits_dir(job.world, job.task) / f"{split}.jsonl"
+        if out.is_file() and not job.force:
+            continue
+        rows = read_jsonl(Path(src.path))[src.start:src.stop] if src.path else load_hub(src)
+        if not rows:
+            raise KdError(f"tasks.{job.task}.{split} in {job.world.file} gave no rows: check its split and start/stop")
+        manifest.atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        console.print(f"  {job.task} {split}: {len(rows):,} rows -> {out}")
 
 
 def _is_local_file(source: str) -> bool:
@@ -139,6 +177,8 @@ def run(job: DataJob) -> dict:
         console.print(f"[green]up to date:[/] {job.out_dir}/run.json")
         return done
     started = time.time()
+    if job.task_sources:
+        fetch_task_splits(job)
     rows = load_rows(job.source, job.split, job.world)
     if job.task:
         rows = [tasks.to_messages(job.task, row, i, job.world.source_language)

@@ -66,14 +66,26 @@ def to_messages(task: str, row: dict, index: int, language: str = "Assamese") ->
     }
 
 
+def splits_dir(world, task: str) -> Path:
+    """Where `kdtools data --task` writes a sourced world's splits (world.tasks)."""
+    from kdtools import paths
+
+    return paths.data_dir(world.results, world.name, task) / "splits"
+
+
 def split_file(world, task: str, split: str) -> Path:
-    """The toy world's file for a task split; the paper world's tasks come with the synth issue."""
+    """A task split's JSONL: for worlds with a `tasks:` block (the paper's hub sources) the copy
+    `kdtools data --task` fetched; otherwise the toy world's built file."""
     check_task(task)
+    if task in world.tasks:
+        path = splits_dir(world, task) / f"{split}.jsonl"
+        if not path.is_file():
+            raise KdError(f"{path} does not exist: run `kdtools --world {world.name} data --task {task}` "
+                          "first (on a machine with hub access)")
+        return path
     if not world.toy:
-        raise KdError(
-            f"domain task data for world '{world.name}' is not built yet (the synth issue loads "
-            "Flores-200, DialogSum and ARC from the hub); use --world toy for now"
-        )
+        raise KdError(f"world '{world.name}' has no tasks.{task} in {world.file}: add its train/dev/test "
+                      "sources (see workflow/config/paper.yaml)")
     path = world.built_dir / "tasks" / task / f"{split}.jsonl"
     if not path.is_file():
         raise KdError(f"{path} does not exist: run `kdtools --world {world.name} toy` first")

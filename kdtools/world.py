@@ -77,6 +77,7 @@ class World:
     wandb: dict
     gkd: dict                            # GKD/SeqKD defaults (lmbda, beta, ...); stages fill gaps
     synth: dict                          # synthetic inputs / annotation settings (domain tasks)
+    tasks: dict                          # domain task -> {train, dev, test} sources; {} = toy files
     toy: dict | None
     raw: dict                            # the validated YAML, for provenance
 
@@ -181,6 +182,7 @@ def load_world(world: str, results: str | Path | None = None) -> World:
         wandb=dict(raw.get("wandb") or {}),
         gkd=dict(raw.get("gkd") or {}),
         synth=dict(raw.get("synth") or {}),
+        tasks=dict(raw.get("tasks") or {}),
         toy=raw.get("toy"),
         raw=raw,
     )

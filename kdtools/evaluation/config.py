@@ -101,7 +101,8 @@ class EvalSpec:
         return [s for s, _ in self.suites]
 
 
-def _data(raw, where: str, world) -> DataSource:
+def parse_source(raw, where: str, world) -> DataSource:
+    """A world file's `data:`/`tasks:` source entry: a JSONL path ('@world/...') or a hub spec."""
     if isinstance(raw, str):
         return DataSource(path=world.expand(raw))
     if not isinstance(raw, dict) or "hub" not in raw:
@@ -116,7 +117,7 @@ def _data(raw, where: str, world) -> DataSource:
 
 def _benchmark(suite: str, name: str, raw: dict, world) -> Benchmark:
     where = f"{world.file}: eval.suites.{suite}.{name}"
-    data = _data(raw["data"], where, world) if raw.get("data") is not None else None
+    data = parse_source(raw["data"], where, world) if raw.get("data") is not None else None
     bench = Benchmark(name=name, task=raw["task"], metric=raw.get("metric"), report=raw.get("report"),
                       num_fewshot=raw.get("num_fewshot"), max_gen_toks=raw.get("max_gen_toks"),
                       data=data)
