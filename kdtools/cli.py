@@ -47,7 +47,7 @@ VerbResults = Annotated[str | None, typer.Option("--results", help="Results root
 
 # Options several verbs share, declared once.
 DataSize = Annotated[str, typer.Option(help="Data size as the paper writes it: 10k ... 939k, full.")]
-Task = Annotated[str, typer.Option(help="'general' (Tulu 3) or a domain task (translation, summarization, arc).")]
+Task = Annotated[str, typer.Option(help="'general' (Tulu 3) or a domain task: translation (Flores-200 as->en; alias flores), summarization (alias dialogsum), arc.")]
 OutDir = Annotated[Path | None, typer.Option(help="Output folder (default: derived from the arguments).")]
 MaxSteps = Annotated[int | None, typer.Option(help="Stop after this many optimizer steps (quick looks).")]
 Epochs = Annotated[float | None, typer.Option(help="Override the world's epochs.")]
@@ -70,6 +70,10 @@ def _run(stage_module: str, world_name: str | None, results_root: str | None, **
     """Load the world, import the stage (heavy libraries load only now), build its validated job
     and run it; a KdError becomes one red line and exit code 2."""
     try:
+        if options.get("task"):
+            from kdtools.tasks import canonical_task
+
+            options["task"] = canonical_task(options["task"])
         stage = importlib.import_module(stage_module)
         stage.run(stage.make_job(_world(world_name, results_root), **options))
     except KdError as exc:

@@ -13,6 +13,14 @@ from kdtools.errors import KdError
 
 TASKS = ("translation", "summarization", "arc")
 LETTERS = "ABCDEFGHIJ"
+# the datasets' names, as the paper and users say them, for the task names kdtools writes
+ALIASES = {"flores": "translation", "flores200": "translation", "flores-200": "translation",
+           "dialogsum": "summarization", "arc-challenge": "arc", "arc_challenge": "arc"}
+
+
+def canonical_task(task: str) -> str:
+    """'dialogsum' -> 'summarization' (ALIASES); any other name as is."""
+    return ALIASES.get(task.lower(), task)
 
 
 def check_task(task: str) -> str:

@@ -109,7 +109,7 @@ def test_translation_splits_are_flores_dev_and_cut_devtest(hub_world):
 
 def test_dialogsum_and_arc_splits(hub_world):
     world, results = hub_world
-    for task in ("summarization", "arc"):
+    for task in ("dialogsum", "ARC-Challenge"):             # the datasets' names work as task names
         kdtools("data", "--task", task, results=results, world=str(world))
     summ, arc = splits(results, "summarization"), splits(results, "arc")
     assert [len(summ[s]) for s in ("train", "dev", "test")] == [5, 3, 4]      # train cut to the first n
