@@ -13,6 +13,7 @@ padding and the KV cache on.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Iterator
@@ -79,36 +80,84 @@ class HFBackend:
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
         if torch.cuda.is_available():
             self.model.to("cuda")
+        # transformers 5.24 renamed forward's past_key_values to cache (the old name goes in 5.40)
+        params = inspect.signature(self.model.forward).parameters
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
 
     def complete(self, prompts: list[list[dict]], sampling: Sampling, seed: int) -> list[list[dict]]:
+        """Batches of prompts sorted by length (less padding); each prompt's samples decoded
+        together; rows that reach EOS leave the batch, so no step is spent on finished rows."""
         import torch
 
-        torch.manual_seed(seed)
-        out = []
+        generator = torch.Generator().manual_seed(seed)
         tok = self.tokenizer
-        for start in range(0, len(prompts), sampling.batch_size):
-            texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                     for p in prompts[start:start + sampling.batch_size]]
-            enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
-            with torch.no_grad():
-                ids = self.model.generate(
-                    **enc, do_sample=sampling.temperature > 0,
-                    temperature=sampling.temperature if sampling.temperature > 0 else None,
-                    top_p=sampling.top_p if sampling.temperature > 0 else None, top_k=0 if sampling.temperature > 0 else None,
-                    max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.samples,
-                    use_cache=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                )
-            completions = ids[:, enc["input_ids"].shape[1]:]
-            for row in range(len(texts)):
-                samples = []
-                for k in range(sampling.samples):
-                    seq = completions[row * sampling.samples + k].tolist()
-                    stop = tok.eos_token_id in seq
-                    seq = seq[: seq.index(tok.eos_token_id)] if stop else seq
-                    samples.append({"text": tok.decode(seq, skip_special_tokens=True),
-                                    "finish_reason": "stop" if stop else "length", "tokens": len(seq)})
-                out.append(samples)
+        texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+        lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+        order = sorted(range(len(texts)), key=lambda i: (lengths[i], i))
+        out: list[list[dict] | None] = [None] * len(texts)
+        for start in range(0, len(order), sampling.batch_size):
+            batch = order[start:start + sampling.batch_size]
+            enc = tok([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+            done = self._decode(enc["input_ids"], enc["attention_mask"], sampling, generator)
+            for j, i in enumerate(batch):
+                out[i] = done[j * sampling.samples:(j + 1) * sampling.samples]
         return out
+
+    def _decode(self, input_ids, attention_mask, sampling: Sampling, generator) -> list[dict]:
+        """Sample up to max_new_tokens for each (prompt, sample) row with one KV cache."""
+        import torch
+        from transformers import DynamicCache
+
+        device = self.model.device
+        eos = self.tokenizer.eos_token_id
+        input_ids = input_ids.repeat_interleave(sampling.samples, 0).to(device)
+        mask = attention_mask.repeat_interleave(sampling.samples, 0).to(device)
+        rows = input_ids.shape[0]
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        stopped = [False] * rows
+        alive = torch.arange(rows)
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        with torch.no_grad():
+            logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                use_cache=True, logits_to_keep=1, **{self.cache_kw: cache}).logits[:, -1]
+            next_position = positions[:, -1:] + 1
+            for step in range(sampling.max_new_tokens):
+                chosen = sample_next(logits.float(), sampling, generator)
+                finished = chosen == eos
+                for row, token, end in zip(alive.tolist(), chosen.tolist(), finished.tolist(), strict=True):
+                    if end:
+                        stopped[row] = True
+                    else:
+                        tokens[row].append(token)
+                if step == sampling.max_new_tokens - 1 or finished.all():
+                    break
+                if finished.any():
+                    keep = (~finished).nonzero().squeeze(1)
+                    cache.batch_select_indices(keep)
+                    alive, chosen, mask, next_position = alive[keep.cpu()], chosen[keep], mask[keep], next_position[keep]
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+                logits = self.model(input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position,
+                                    use_cache=True, **{self.cache_kw: cache}).logits[:, -1]
+                next_position = next_position + 1
+        return [{"text": self.tokenizer.decode(t, skip_special_tokens=True),
+                 "finish_reason": "stop" if s else "length", "tokens": len(t)} for t, s in zip(tokens, stopped, strict=True)]
+
+
+def sample_next(logits, sampling: Sampling, generator):
+    """One token per row: greedy at temperature 0, else nucleus sampling (top_p) at temperature.
+    Draws on the CPU generator, so a seed gives the same tokens on any device."""
+    import torch
+
+    if sampling.temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / sampling.temperature, dim=-1)
+    if sampling.top_p < 1.0:
+        sorted_probs, index = probs.sort(dim=-1, descending=True)
+        outside = sorted_probs.cumsum(-1) - sorted_probs >= sampling.top_p   # keep the first token always
+        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, index, sorted_probs)
+    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
 
 
 class VLLMBackend:

@@ -39,6 +39,42 @@ def test_deterministic_and_complete(teacher_and_prompts, tmp_path):
     assert [r["completion"] for r in c] != [r["completion"] for r in a]
 
 
+def test_greedy_engine_equals_one_prompt_at_a_time_generate(teacher_and_prompts, tmp_path):
+    """The engine's own decode loop (length-sorted batches, left padding, finished rows leaving
+    the batch) gives exactly what transformers' generate gives for each prompt alone."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from kdtools.chat import prepare_tokenizer
+
+    model_dir, prompts = teacher_and_prompts
+    greedy = Sampling(temperature=0, max_new_tokens=12, batch_size=8, shard_size=24)
+    rows = generate(model_dir, prompts, tmp_path / "g", greedy, seed=0, chat_template="tulu")
+    tok = prepare_tokenizer(AutoTokenizer.from_pretrained(model_dir), "tulu")
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    for row, prompt in zip(rows, prompts, strict=True):
+        enc = tok(tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True),
+                  return_tensors="pt", add_special_tokens=False)
+        ids = model.generate(**enc, do_sample=False, max_new_tokens=12, pad_token_id=tok.pad_token_id,
+                             eos_token_id=tok.eos_token_id)[0, enc["input_ids"].shape[1]:].tolist()
+        stop = tok.eos_token_id in ids
+        ids = ids[:ids.index(tok.eos_token_id)] if stop else ids
+        assert row["completion"] == tok.decode(ids, skip_special_tokens=True)
+        assert row["finish_reason"] == ("stop" if stop else "length") and row["tokens"] == len(ids)
+
+
+def test_top_p_keeps_the_nucleus_only():
+    import torch
+
+    from kdtools.generate import sample_next
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]).repeat(2000, 1))
+    drawn = sample_next(logits, Sampling(temperature=1.0, top_p=0.7), torch.Generator().manual_seed(0))
+    assert set(drawn.tolist()) == {0, 1}                       # 0.5 + 0.3 covers 0.7
+    share = (drawn == 0).float().mean().item()
+    assert abs(share - 0.5 / 0.8) < 0.05                       # renormalised within the nucleus
+    assert sample_next(logits[:1], Sampling(temperature=0), None).item() == 0
+
+
 def test_resume_after_losing_shards_equals_uninterrupted(teacher_and_prompts, tmp_path):
     model, prompts = teacher_and_prompts
     full = generate(model, prompts, tmp_path / "run", SAMPLING, seed=3, chat_template="tulu")
