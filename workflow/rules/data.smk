@@ -26,8 +26,8 @@ rule data:
     log:
         f"{RESULTS}/{W}/logs/data.log",
     resources:
-        cpus_per_task=4,
-        mem_mb=32000,
+        cpus_per_task=2 if WORLD.toy else 4,       # Tulu 3 (939k rows) is read in memory
+        mem_mb=4000 if WORLD.toy else 32000,
         runtime=60,
     params:
         kd=shlex.join(["kdtools", *GLOBAL_ARGS]),
