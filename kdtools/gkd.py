@@ -201,7 +201,8 @@ def make_job(world: World, student: str, data: str, task: str = GENERAL, teacher
     check_same_tokenizer(weights, teacher_weights)
     train = override_train(world.train, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate)
     synthetic_variant = f"synthetic-{synthetic}" if synthetic else ""
-    variant = "+".join(v for v in (init_variant, teacher_variant, synthetic_variant) if v)
+    variant = "+".join(v for v in (init_variant, teacher_variant, synthetic_variant,
+                                   tuned_variant(settings, GkdSettings(**defaults))) if v)
     out = Path(out) if out else paths.model_dir(world.results, world.name, student, method, task, data, variant)
     staging.check_writable(out)
     stage1 = None
@@ -216,6 +217,13 @@ def make_job(world: World, student: str, data: str, task: str = GENERAL, teacher
             weights = str(stage1_out)
     return GkdJob(world, student, weights, init_name, teacher, teacher_weights, data, task,
                   data_file, out, train, settings, force, method, synthetic, stage1)
+
+
+def tuned_variant(settings: GkdSettings, defaults: GkdSettings) -> str:
+    """'lmbda-0.0+beta-0.9' for GKD knobs off the world's defaults (a sweep's runs land in
+    folders of their own); '' at the paper's settings."""
+    return "+".join(f"{name}-{getattr(settings, name)}" for name in ("lmbda", "beta", "temperature")
+                    if getattr(settings, name) != getattr(defaults, name))
 
 
 HELDOUT_ROWS = 32

@@ -146,3 +146,25 @@ def test_teacher_with_another_tokenizer_is_refused(prerequisites, tmp_path):
     proc = kdtools("gkd", "--student", "1b", "--data", "10k", "--teacher", str(other),
                    results=prerequisites, check=False)
     assert proc.returncode == 2 and "tokenizers differ" in proc.stderr
+
+
+def test_sweep_grid_point_runs_in_a_folder_of_its_own(prerequisites):
+    """sweeps/gkd.yaml as `wandb agent` expands it (${args} -> --key=value) for one grid point,
+    run for real on the smoke world (the launcher prefix dropped: no 8 GPUs here)."""
+    import itertools
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    sweep = yaml.safe_load((REPO / "sweeps" / "gkd.yaml").read_text())
+    grid = list(itertools.product(*(p["values"] for p in sweep["parameters"].values())))
+    assert len(grid) == 18 and sweep["method"] == "grid"
+    point = dict(zip(sweep["parameters"], (0.0, 0.9, 0.7), strict=True))
+    args = [f"--{k}={v}" for k, v in point.items()]
+    command = [a for c in sweep["command"] for a in (args if c == "${args}" else [c])]
+    verb = command[command.index("kdtools.cli") + 1:]
+    assert verb[:5] == ["gkd", "--student", "1b", "--data", "10k"]
+    kdtools(*verb, "--max-steps", "2", results=prerequisites)
+    run = run_json(prerequisites, "1b", "gkd", "general", "10k+lmbda-0.0+beta-0.9+temperature-0.7")
+    assert {k: run["config"]["gkd"][k] for k in point} == point
