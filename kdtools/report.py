@@ -17,7 +17,7 @@ fields are fine). A missing field (`init`, `teacher`) means the method's default
 trains it: SFT starts from the base model on general data and from the student's SFT on a
 domain task, with no teacher; GKD from the student's SFT (SFT-S) with the same-data teacher 70b
 (T_s); SeqKD from the base model with 70b. The synthetic-data size (Figure 5; Table 2's Mix and
-2-Stage) is the first top-level field whose name contains "synth" (e.g. `synthetic: "100k"`).
+2-Stage) is the `synthetic` field (e.g. `"100k"`), copied by eval from the model's run.json dims.
 On general data, an eval in a `<size>+<variant>` folder other than init-*/teacher-* (e.g. a
 sweep) fills no cell. When several evals fit one cell, the one in a folder without a `+variant`,
 then on size `full`, then with the largest synthetic size (the paper's N=100k), then the newest wins.
@@ -135,7 +135,7 @@ def load_evals(evals_dir: Path) -> list[Record]:
             raise KdError(f"eval result {path}: {where}: {error.message.splitlines()[0]}: rerun "
                           "`kdtools eval --force` for that model or delete the file")
         method, task, size = doc["method"], doc["task"], str(doc["size"])
-        synth = next((doc[k] for k in doc if "synth" in k.lower() and doc[k] is not None), None)
+        synth = doc.get("synthetic")
         leaf = path.parent.name
         records.append(Record(
             path=path, model=doc["model"], method=method, task=task, size=size, suite=doc["suite"],
