@@ -6,6 +6,7 @@ rule toy_world:
         str(WORLD.built_dir / paths.MANIFEST),
     log:
         f"{RESULTS}/{W}/logs/toy.log",
+    threads: 2  # = cpus_per_task: Snakemake sets OMP_NUM_THREADS to it (default 1)
     resources:
         cpus_per_task=2,
         mem_mb=8000,
@@ -25,6 +26,7 @@ rule data:
         data_manifest(),
     log:
         f"{RESULTS}/{W}/logs/data.log",
+    threads: 2 if WORLD.toy else 4
     resources:
         cpus_per_task=2 if WORLD.toy else 4,       # Tulu 3 (939k rows) is read in memory
         mem_mb=4000 if WORLD.toy else 32000,
@@ -46,6 +48,7 @@ rule data_task:
         f"{RESULTS}/{W}/logs/data-{{task}}.log",
     wildcard_constraints:
         task="translation|summarization|arc",
+    threads: 2
     resources:
         cpus_per_task=2,
         mem_mb=8000,
@@ -72,6 +75,7 @@ rule synth:
     params:
         cmd=kdtools_cmd("kd", "synth", "--task", "{task}", "--n", synth_top() if WORLD.synth else "100k",
                         single_process=True),
+    threads: resource("kd", "cpus_per_task")
     resources:
         gpu=resource("kd", "gpu"),
         nodes=lambda wc: 1,
@@ -100,6 +104,7 @@ rule annotate:
         cmd=lambda wc: kdtools_cmd("kd", "annotate", "--task", "{task}", "--inputs",
                                    f"{RESULTS}/{W}/data/synth/{wc.task}/{wc.label}.jsonl",
                                    single_process=True)(wc),
+    threads: resource("kd", "cpus_per_task")
     resources:
         gpu=resource("kd", "gpu"),
         nodes=lambda wc: 1,

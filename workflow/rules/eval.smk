@@ -16,6 +16,7 @@ rule eval:
         suite="general|translation|summarization|arc",
     params:
         cmd=eval_cmd,
+    threads: lambda wc: 2 if WORLD.toy else 16  # = cpus_per_task: Snakemake sets OMP_NUM_THREADS to it (default 1)
     resources:
         gpu=lambda wc: 0 if WORLD.toy else (8 if wc.model.startswith("70b") else 1),
         cpus_per_task=lambda wc: 2 if WORLD.toy else 16,

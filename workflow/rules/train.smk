@@ -19,6 +19,7 @@ rule sft:
         size=SIZE,
     params:
         cmd=kdtools_cmd(None, "sft", "--model", "{model}", "--data", "{size}", "--task", "{task}"),
+    threads: resource(None, "cpus_per_task")  # = cpus_per_task: Snakemake sets OMP_NUM_THREADS to it (default 1)
     resources:
         gpu=resource(None, "gpu"),
         nodes=resource(None, "nodes"),
@@ -46,6 +47,7 @@ rule gkd:
         size=SIZE,
     params:
         cmd=kdtools_cmd("kd", "gkd", "--student", "{student}", "--data", "{size}", "--task", "{task}"),
+    threads: resource("kd", "cpus_per_task")
     resources:
         gpu=resource("kd", "gpu"),
         nodes=resource("kd", "nodes"),
@@ -73,6 +75,7 @@ rule gkd_variant:
     params:
         cmd=lambda wc: kdtools_cmd("kd", "gkd", "--student", "{student}", "--data", "{size}",
                                    "--task", "{task}", *variant_args(wc))(wc),
+    threads: resource("kd", "cpus_per_task")
     resources:
         gpu=resource("kd", "gpu"),
         nodes=resource("kd", "nodes"),
@@ -99,6 +102,7 @@ rule seqkd:
         size=SIZE,
     params:
         cmd=kdtools_cmd("kd", "seqkd", "--student", "{student}", "--data", "{size}", "--task", "{task}"),
+    threads: resource("kd", "cpus_per_task")
     resources:
         gpu=resource("kd", "gpu"),
         nodes=resource("kd", "nodes"),
@@ -131,6 +135,7 @@ rule gkd_synthetic:
     params:
         cmd=kdtools_cmd("kd", "gkd", "--student", "{student}", "--data", "full", "--task", "{task}",
                         "--method", "{method}", "--synthetic", "{label}"),
+    threads: resource("kd", "cpus_per_task")
     resources:
         gpu=resource("kd", "gpu"),
         nodes=resource("kd", "nodes"),
