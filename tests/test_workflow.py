@@ -30,6 +30,13 @@ def job_counts(out: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M)}
 
 
+@pytest.mark.parametrize("world", ["paper", "toy"])
+def test_snakemake_lint_is_clean(world, tmp_path):
+    proc = subprocess.run([SNAKEMAKE, "--lint", "--config", f"world={world}", f"results={tmp_path}"],
+                          cwd=REPO, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
 def test_paper_grid_dry_run(tmp_path):
     out = dry_run("all_tables", "paper", tmp_path)
     counts = job_counts(out)

@@ -1,4 +1,4 @@
-# Shared by every rule file: the world, the results root, resources, and THE grid (one function).
+# Shared by every file of rules: the world, the results root, resources, and THE grid (one function).
 import shlex
 import sys
 from pathlib import Path
