@@ -70,7 +70,7 @@ def test_multi_gpu_rules_launch_through_srun_and_accelerate(tmp_path):
 
 def test_toy_demo_dry_run_builds_the_world_first(tmp_path):
     counts = job_counts(dry_run("demo", "smoke", tmp_path))
-    # toy world, data, SFT of 3 students + the teacher and GKD of 3 students on 10k and 40k,
+    # toy world, data, SFT of 3 students + the teacher and GKD of 3 students on 10k and 20k,
     # and the general-suite evaluation of the 12 student cells
     assert counts == {"toy_world": 1, "data": 1, "sft": 8, "gkd": 6, "eval": 12, "report": 1,
                       "demo": 1, "total": 30}
