@@ -24,7 +24,7 @@ Output, in results/<world>/data/synth/<task>/:
     run.json          written last: config, rounds, generated, kept, removed per filter, sizes
 `input` is the text of the task's input field: the source sentence (translation, Flores-200's
 sentence_asm_Beng), the dialogue (summarization), or the question followed by lettered options
-one per line (ARC, kdtools.tasks.mc_prompt's layout without its answer instruction).
+one per line (ARC): kdtools.tasks.input_text.
 """
 
 from __future__ import annotations
@@ -184,16 +184,6 @@ def _pool_hash(out: Path) -> str | None:
     return json.loads(spec.read_text())["config_hash"] if spec.is_file() else None
 
 
-def task_input(task: str, row: dict) -> str:
-    """The text of a row's input field: what a synthetic input imitates."""
-    if task == "translation":
-        return row["sentence_asm_Beng"]
-    if task == "summarization":
-        return row["dialogue"]
-    # mc_prompt's layout minus its last line (the answer instruction, all mc_prompt('', []) is)
-    return tasks.mc_prompt(row["question"], row["choices"]["text"])[:-len(tasks.mc_prompt("", []))]
-
-
 def render_prompt(instruction: str, demos: list[tuple[str, str]]) -> str:
     """The user turn: the instruction with its {k}/{demos} slots filled (Eq. 4)."""
     shots = "\n\n".join(f"In: {x}\nOut: {y}" for x, y in demos)
@@ -274,10 +264,10 @@ def run(job: SynthJob) -> dict:
                                {"config_hash": manifest.config_hash(config), "config": config})
 
     rows = {split: read_jsonl(path) for split, path in job.splits.items()}
-    train = [(task_input(job.task, r), tasks.reference(job.task, r)) for r in rows["train"]]
+    train = [(tasks.input_text(job.task, r), tasks.reference(job.task, r)) for r in rows["train"]]
     if not train:
         raise KdError(f"{job.splits['train']} has no rows: the demonstrations come from it")
-    heldout = [task_input(job.task, r) for split in ("dev", "test") for r in rows[split]]
+    heldout = [tasks.input_text(job.task, r) for split in ("dev", "test") for r in rows[split]]
     train_inputs = [x for x, _ in train]
     filters = InputFilter(train_inputs, heldout, job.settings.ngram, job.settings.near_duplicate,
                           min_words_for(train_inputs))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kdtools import paths
 from kdtools.errors import KdError
 
 TASKS = ("translation", "summarization", "arc")
@@ -29,20 +30,35 @@ def check_task(task: str) -> str:
     return task
 
 
+ANSWER_LETTER = "Answer with the letter of the correct option."
+
+
+def mc_question(question: str, options: list[str]) -> str:
+    """The question and its lettered options, one per line: a multiple-choice task's input."""
+    return "\n".join([question] + [f"{LETTERS[i]}. {o}" for i, o in enumerate(options)])
+
+
 def mc_prompt(question: str, options: list[str]) -> str:
     """The one multiple-choice layout (ARC, GPQA, MMLU-Pro and the toy instructions alike)."""
-    lines = [question] + [f"{LETTERS[i]}. {o}" for i, o in enumerate(options)]
-    return "\n".join(lines) + "\nAnswer with the letter of the correct option."
+    return f"{mc_question(question, options)}\n{ANSWER_LETTER}"
+
+
+def input_text(task: str, row: dict) -> str:
+    """The text of a row's input field: the source sentence (Flores-200's sentence_asm_Beng), the
+    dialogue, or the question with its lettered options. What synthetic inputs imitate."""
+    if task == "translation":
+        return row["sentence_asm_Beng"]
+    if task == "summarization":
+        return row["dialogue"]
+    return mc_question(row["question"], row["choices"]["text"])
 
 
 def prompt(task: str, row: dict, language: str = "Assamese") -> str:
     """The user turn for one row of `task` (no answer); `language` is the translation source
     language's name (the world's `source_language`: Assamese, or the toy world's Amsi)."""
-    if task == "translation":
-        return f"Translate from {language} to English: {row['sentence_asm_Beng']}"
-    if task == "summarization":
-        return f"Summarize the dialogue:\n{row['dialogue']}"
-    return mc_prompt(row["question"], row["choices"]["text"])
+    if task == "arc":  # exactly mc_prompt: options are not stripped as bare inputs are
+        return mc_prompt(row["question"], row["choices"]["text"])
+    return prompt_from_input(task, input_text(task, row), language)
 
 
 def prompt_from_input(task: str, text: str, language: str = "Assamese") -> str:
@@ -52,8 +68,7 @@ def prompt_from_input(task: str, text: str, language: str = "Assamese") -> str:
         return f"Translate from {language} to English: {text}"
     if task == "summarization":
         return f"Summarize the dialogue:\n{text}"
-    tail = "Answer with the letter of the correct option."
-    return text if text.rstrip().endswith(tail) else f"{text.rstrip()}\n{tail}"
+    return text if text.rstrip().endswith(ANSWER_LETTER) else f"{text.rstrip()}\n{ANSWER_LETTER}"
 
 
 def reference(task: str, row: dict) -> str:
@@ -76,8 +91,6 @@ def to_messages(task: str, row: dict, index: int, language: str = "Assamese") ->
 
 def splits_dir(world, task: str) -> Path:
     """Where `kdtools data --task` writes a sourced world's splits (world.tasks)."""
-    from kdtools import paths
-
     return paths.data_dir(world.results, world.name, task) / "splits"
 
 

@@ -140,7 +140,7 @@ def synth_world(tmp_path_factory, smoke_results):
     world = load_world("smoke", r)
     instruction = synth.SynthSettings.from_world(world).instruction
     rows = read_jsonl(tasks.split_file(world, TASK, "train"))
-    xs = [synth.task_input(TASK, row) for row in rows]
+    xs = [tasks.input_text(TASK, row) for row in rows]
     ys = [tasks.reference(TASK, row) for row in rows]
     rng = random.Random(0)
     lines = []
