@@ -43,19 +43,22 @@ def smoke_results(tmp_path_factory) -> Path:
     return results
 
 
-@pytest.fixture
-def fresh_smoke(smoke_results, tmp_path) -> Path:
-    """A results root of the test's own, holding the smoke world and its general data subsets
-    and nothing that other tests wrote since (domain data, models, evals)."""
+def copy_smoke_world(smoke_results: Path, results: Path) -> Path:
+    """A new results root holding the smoke world and its general data subsets, nothing else."""
     import shutil
 
     from kdtools.world import load_world
 
-    general = load_world("smoke").data.name
-    results = tmp_path / "results"
-    for part in ("world", f"data/{general}"):
+    for part in ("world", f"data/{load_world('smoke').data.name}"):
         shutil.copytree(smoke_results / "smoke" / part, results / "smoke" / part)
     return results
+
+
+@pytest.fixture
+def fresh_smoke(smoke_results, tmp_path) -> Path:
+    """A results root of the test's own: nothing that other tests wrote since (domain data,
+    models, evals)."""
+    return copy_smoke_world(smoke_results, tmp_path / "results")
 
 
 def tulu_rows(n: int, seed: int = 0) -> list[dict]:

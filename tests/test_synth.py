@@ -23,7 +23,7 @@ from kdtools.synthfilters import (
     min_words_for,
     shingles,
 )
-from tests.conftest import kdtools, one_line_error
+from tests.conftest import copy_smoke_world, kdtools, one_line_error
 
 TASK = "translation"
 
@@ -127,15 +127,11 @@ def synth_world(tmp_path_factory, smoke_results):
     """A results root with translation data and a generator: the smoke 70b fine-tuned for 150
     steps on synth prompts (instruction + 3 demonstrations) answered by another training input,
     which is how an instruction-tuned model meets Eq. 4. Then `kdtools synth` up to 10k."""
-    import shutil
-
     from kdtools import sft, synth, tasks
     from kdtools.data import read_jsonl
     from kdtools.world import load_world
 
-    r = tmp_path_factory.mktemp("synth") / "results"
-    for part in ("world", "data/tulu"):
-        shutil.copytree(smoke_results / "smoke" / part, r / "smoke" / part)
+    r = copy_smoke_world(smoke_results, tmp_path_factory.mktemp("synth") / "results")
     kdtools("data", "--task", TASK, results=r)
     world = load_world("smoke", r)
     instruction = synth.SynthSettings.from_world(world).instruction
