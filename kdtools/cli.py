@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from kdtools.errors import KdError
+from kdtools.errors import PREEMPTED_EXIT, KdError, Preempted, disk_full_or
 
 app = typer.Typer(
     name="kdtools",
@@ -78,6 +78,14 @@ def _run(stage_module: str, world_name: str | None, results_root: str | None, **
         stage.run(stage.make_job(_world(world_name, results_root), **options))
     except KdError as exc:
         _fail(exc)
+    except Preempted as exc:
+        err.print(f"[bold yellow]preempted:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(PREEMPTED_EXIT) from None
+    except OSError as exc:
+        problem = disk_full_or(exc, Path(exc.filename or ".").parent)
+        if problem is exc:
+            raise
+        _fail(problem)
 
 
 @app.callback()

@@ -84,7 +84,7 @@ class GkdJob:
             "teacher_weights": self.teacher_weights, "data": self.data, "task": self.task,
             "data_file": str(self.data_file), "data_sha256": manifest.file_sha256(self.data_file),
             "chat_template": self.world.chat_template, "seed": self.world.seed,
-            "train": asdict(self.train), "gkd": asdict(self.settings),
+            "train": trainargs.hashed(self.train), "gkd": asdict(self.settings),
         }
 
     def dims(self) -> dict:
@@ -274,6 +274,11 @@ def heldout_jsd(student, teacher, tokenizer, rows: list[dict], beta: float, max_
 
 
 def run(job: GkdJob) -> dict | None:
+    with staging.locked(job.out):
+        return train(job)
+
+
+def train(job: GkdJob) -> dict | None:
     if staging.already_done(job.out, job.config(), job.force):
         return manifest.read_manifest(job.out)
     if job.stage1 and not staging.already_done(job.stage1.out, job.stage1.config(), job.stage1.force):
@@ -284,10 +289,11 @@ def run(job: GkdJob) -> dict | None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl.experimental.gkd import GKDConfig
 
+    from kdtools import checkpoint
     from kdtools.chat import prepare_tokenizer
     from kdtools.gkd_trainer import KdGKDTrainer
 
-    partial = staging.partial_dir(job.out)
+    partial = staging.partial_dir(job.out, job.config())
     console.print(f"[bold]gkd[/] {job.student} ({job.weights}) <- teacher {job.teacher} "
                   f"({job.teacher_weights}) on {job.data_file} -> {job.out}")
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(job.weights), job.world.chat_template)
@@ -307,20 +313,21 @@ def run(job: GkdJob) -> dict | None:
     for model in (student, teacher):
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
+    guard = checkpoint.Guard()
     trainer = KdGKDTrainer(
         model=student, teacher_model=teacher, args=args, train_dataset=train_set,
         processing_class=tokenizer, fused_loss=s.loss == "fused", policy_seed=job.world.seed,
+        callbacks=[guard],
     )
     # Under DeepSpeed the weights are sharded outside the engine's forward: measure only without.
     heldout = [] if trainer.is_deepspeed_enabled else heldout_rows(job)
     jsd_before = heldout_jsd(student, teacher, tokenizer, heldout, s.beta, job.train.max_length)
-    result = trainer.train()
-    trainer.save_model(str(partial))
+    checkpoint.train(trainer, guard, partial / "trainer")
+    checkpoint.save_model(trainer, partial)
     steps = trainer.onpolicy_steps + trainer.offpolicy_steps
     metrics = {
         **trainargs.loss_summary(trainer.state.log_history),
         "steps": trainer.state.global_step,
-        "train_loss_mean": round(result.training_loss, 6),
         "onpolicy_steps": trainer.onpolicy_steps,
         "onpolicy_fraction": round(trainer.onpolicy_steps / steps, 4) if steps else None,
         "tokens_seen": int(trainer.state.num_input_tokens_seen),

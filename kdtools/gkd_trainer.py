@@ -14,15 +14,23 @@ changes:
 - With `fused_loss`, the student's and teacher's last hidden states go through
   `kdtools.losses.fused_generalized_jsd_loss` chunk by chunk, so memory does not grow with the
   vocabulary. Under DeepSpeed ZeRO-3 the lm_head weights are sharded, so the plain loss is used.
+- A resumed run continues exactly: the on-policy coin's state and counters are saved with every
+  checkpoint, and the RNG states are restored *before* the first resumed step samples (transformers
+  restores them only after fetching that step's batches).
 """
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import torch
 from trl.experimental.gkd import GKDTrainer
 from trl.models.utils import unwrap_model_for_generation
+
+from kdtools import manifest
+
+POLICY_FILE = "kdtools_policy.json"
 
 
 class KdGKDTrainer(GKDTrainer):
@@ -34,6 +42,31 @@ class KdGKDTrainer(GKDTrainer):
         self.policy_rng = random.Random(policy_seed)
         self.onpolicy_steps = 0
         self.offpolicy_steps = 0
+        self.resume_from = None      # the checkpoint this train() resumes from
+        self.rng_restored = None     # ... once its RNG states are loaded (once per resume)
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        self.resume_from = resume_from_checkpoint
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _save_rng_state(self, output_dir):
+        super()._save_rng_state(output_dir)
+        if self.args.should_save:
+            version, internal, gauss = self.policy_rng.getstate()
+            manifest.atomic_write_json(Path(output_dir) / POLICY_FILE, {
+                "policy_rng": [version, list(internal), gauss],
+                "onpolicy_steps": self.onpolicy_steps, "offpolicy_steps": self.offpolicy_steps})
+
+    def _load_rng_state(self, checkpoint):
+        if checkpoint is None or checkpoint == self.rng_restored:
+            return
+        super()._load_rng_state(checkpoint)
+        saved = manifest.read_json(Path(checkpoint) / POLICY_FILE)
+        if saved:
+            version, internal, gauss = saved["policy_rng"]
+            self.policy_rng.setstate((version, tuple(internal), gauss))
+            self.onpolicy_steps, self.offpolicy_steps = saved["onpolicy_steps"], saved["offpolicy_steps"]
+        self.rng_restored = checkpoint
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         """Fetch one optimizer step's micro-batches; with probability lambda replace them all by
@@ -41,6 +74,7 @@ class KdGKDTrainer(GKDTrainer):
         batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
         if not batches:
             return batches, num_items
+        self._load_rng_state(self.resume_from)  # a no-op unless this is the first resumed step
         if self.policy_rng.random() < self.lmbda:
             with unwrap_model_for_generation(
                 self.model_wrapped, self.accelerator, generation_kwargs=self.generation_kwargs,

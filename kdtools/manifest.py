@@ -106,12 +106,14 @@ def git_commit() -> str | None:
 
 def read_manifest(folder: Path) -> dict | None:
     """The manifest of a finished output folder, or None if the work did not complete."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        return None
+    return read_json(Path(folder) / MANIFEST)
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON file's content, or None when it is missing or unreadable (e.g. cut short)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
         return None
 
 

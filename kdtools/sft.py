@@ -14,7 +14,7 @@ place only when complete, so a crash never leaves something that looks finished.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -50,7 +50,7 @@ class SftJob:
             "weights": self.weights, "init": self.init, "data": self.data, "task": self.task,
             "data_file": str(self.data_file), "data_sha256": manifest.file_sha256(self.data_file),
             "chat_template": self.world.chat_template, "seed": self.world.seed,
-            "train": asdict(self.train), **dict(self.extra),
+            "train": trainargs.hashed(self.train), **dict(self.extra),
         }
 
     def dims(self) -> dict:
@@ -117,9 +117,10 @@ def make_job(world: World, model: str, data: str, task: str = GENERAL, init: str
 
 
 def run(job: SftJob) -> dict | None:
-    if staging.already_done(job.out, job.config(), job.force):
-        return manifest.read_manifest(job.out)
-    return train(job)
+    with staging.locked(job.out):
+        if staging.already_done(job.out, job.config(), job.force):
+            return manifest.read_manifest(job.out)
+        return train(job)
 
 
 def train(job: SftJob) -> dict | None:
@@ -129,9 +130,10 @@ def train(job: SftJob) -> dict | None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from kdtools import checkpoint
     from kdtools.chat import prepare_tokenizer
 
-    partial = staging.partial_dir(job.out)
+    partial = staging.partial_dir(job.out, job.config())
     console.print(f"[bold]{job.method}[/] {job.model} ({job.weights}) on {job.data_file} -> {job.out}")
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(job.weights), job.world.chat_template)
     train_set = datasets.Dataset.from_json(str(job.data_file)).select_columns(["messages"])
@@ -144,13 +146,14 @@ def train(job: SftJob) -> dict | None:
         packing=False,
     )
     model = AutoModelForCausalLM.from_pretrained(job.weights, dtype=trainargs.torch_dtype(job.train))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer)
-    result = trainer.train()
-    trainer.save_model(str(partial))
+    guard = checkpoint.Guard()
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer,
+                         callbacks=[guard])
+    checkpoint.train(trainer, guard, partial / "trainer")
+    checkpoint.save_model(trainer, partial)
     metrics = {
         **trainargs.loss_summary(trainer.state.log_history),
         "steps": trainer.state.global_step,
-        "train_loss_mean": round(result.training_loss, 5),
         "tokens_seen": int(trainer.state.num_input_tokens_seen),
         "rows": len(train_set),
         # TRL drops conversations whose prompt alone fills max_length (no assistant token left)

@@ -1,14 +1,19 @@
-"""Model output folders for the training stages (sft, gkd, seqkd): stage, publish, skip.
+"""Model output folders for the training stages (sft, gkd, seqkd): lock, stage, publish, skip.
 
 A stage trains into a hidden `.<name>.partial` sibling of its output folder, writes the model,
 the tokenizer and finally run.json there, then renames it into place. A folder with run.json is
-finished work; one without is debris from a crash and is replaced.
+finished work; one without is debris from a crash and is replaced. The staging folder of a run
+stopped midway keeps its checkpoints for a rerun of the same config (kdtools.checkpoint); any
+other config starts it afresh. A lock file beside the output stops two jobs writing one folder.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -49,12 +54,46 @@ def already_done(out: Path, config: dict, force: bool) -> bool:
     return False
 
 
-def partial_dir(out: Path) -> Path:
-    """A fresh staging folder next to `out` (debris of an earlier crash is removed)."""
+RESUME_FILE = "resume.json"
+
+
+def partial_dir(out: Path, config: dict) -> Path:
+    """The staging folder next to `out`: kept when an interrupted run of this same config left
+    it (its checkpoints resume the run), otherwise emptied and stamped with the config's hash."""
     partial = Path(out).parent / f".{Path(out).name}.partial"
+    stamp = manifest.read_json(partial / RESUME_FILE) or {}
+    if stamp.get("config_hash") == manifest.config_hash(config):
+        return partial
     if partial.exists():
         shutil.rmtree(partial)
+    manifest.atomic_write_json(partial / RESUME_FILE, {"config_hash": manifest.config_hash(config)})
     return partial
+
+
+@contextmanager
+def locked(out: Path):
+    """Hold an exclusive lock on `out` (a `.<name>.lock` file beside it) while writing it. A second
+    job aimed at the same output fails at once with one line instead of corrupting the first's
+    work. POSIX record locks: released by the kernel when the holder dies, and honoured by NFSv4
+    and Lustre, so it also guards jobs on different nodes."""
+    path = Path(out).parent / f".{Path(out).name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise KdError(f"{out} is being written by {holder} (lock {path}): wait for that job to "
+                          "finish or stop it, then rerun") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"kdtools pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.lockf(handle, fcntl.LOCK_UN)
 
 
 def finish(partial: Path, out: Path, tokenizer, verb: str, config: dict, started: float,
@@ -65,6 +104,7 @@ def finish(partial: Path, out: Path, tokenizer, verb: str, config: dict, started
 
     tokenizer.save_pretrained(str(partial))
     shutil.rmtree(partial / "trainer", ignore_errors=True)
+    (partial / RESUME_FILE).unlink(missing_ok=True)
     if wandb_on:
         tracking.finish_run({k: v for k, v in metrics.items() if k != "loss_curve"})
     payload = manifest.write_manifest(partial, verb, config, started, metrics=metrics, dims=dims)

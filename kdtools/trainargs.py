@@ -9,6 +9,7 @@ and a loss summed over accumulation steps then divided by the global count of tr
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 from kdtools.world import TrainDefaults
@@ -40,7 +41,12 @@ def trainer_kwargs(train: TrainDefaults, output_dir: Path, report_to: str, seed:
         include_num_input_tokens_seen="non_padding",
         logging_steps=train.logging_steps,
         logging_first_step=True,
-        save_strategy="no",
+        # Checkpoints for preemption (kdtools.checkpoint): every save_steps, and on a signal;
+        # only the newest is kept. NaN/inf losses are logged as they are, so they stop the run.
+        save_strategy="steps" if train.save_steps else "no",
+        save_steps=train.save_steps or 500,
+        save_total_limit=1,
+        logging_nan_inf_filter=False,
         report_to=report_to,
         run_name=run_name,
         seed=seed,
@@ -48,6 +54,12 @@ def trainer_kwargs(train: TrainDefaults, output_dir: Path, report_to: str, seed:
         use_cpu=not cuda,
         dataloader_num_workers=0,
     )
+
+
+def hashed(train: TrainDefaults) -> dict:
+    """The training settings that determine the result: all but how often to checkpoint (so a
+    run resumed under another save_steps, or an older finished run, keeps its config hash)."""
+    return {k: v for k, v in asdict(train).items() if k != "save_steps"}
 
 
 def torch_dtype(train: TrainDefaults):

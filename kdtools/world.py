@@ -53,6 +53,7 @@ class TrainDefaults:
     gradient_checkpointing: bool = True
     max_steps: int | None = None         # cap on optimizer steps; None = full epochs
     logging_steps: int = 10
+    save_steps: int = 0                  # checkpoint every N steps (0: only on SIGUSR1/SIGTERM)
 
 
 @dataclass(frozen=True)
