@@ -176,6 +176,11 @@ def make_judge(job: EvalJob):
 
 
 def run(job: EvalJob) -> dict:
+    with staging.locked(job.out):
+        return evaluate(job)
+
+
+def evaluate(job: EvalJob) -> dict:
     done = results.read(job.out)
     if done and not job.force and done.get("config_hash") == manifest.config_hash(job.config()):
         console.print(f"[green]up to date:[/] {job.out} (--force to re-evaluate)")
