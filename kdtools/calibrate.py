@@ -14,6 +14,7 @@ kdtools.costmodel, so a calibrated estimate is the same formula with measured de
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -56,12 +57,33 @@ def load_calibration(path: str | Path) -> dict:
     return data
 
 
-def _startup_seconds() -> float:
-    """Importing the training stack in a fresh interpreter: every job pays it before training."""
+def _startup_seconds(world: World, models: dict) -> tuple[float, str]:
+    """What a job pays besides its steps: a real one-step `kdtools sft` of the smallest model on
+    the smallest subset (imports, data, trainer, saving; its run.json wall time less the step),
+    or, where the data is not here, importing the training stack in a fresh interpreter."""
+    import shutil
+
+    from kdtools.paths import subset_file
+
+    env = {**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1", "WANDB_MODE": "disabled"}
+    alias = min(models, key=lambda a: models[a]["params"])
+    size = min((s for s in world.data.sizes if world.data.sizes[s]), key=world.data.sizes.get, default=None)
+    if size and subset_file(world.results, world.name, world.data.name, size).is_file():
+        out = default_path(world).parent / ".calibrate-sft"
+        cmd = [sys.executable, "-m", "kdtools.cli", "--world", str(world.file), "--results", str(world.results),
+               "sft", "--model", alias, "--data", size, "--max-steps", "1", "--out", str(out), "--force"]
+        subprocess.run(cmd, capture_output=True, text=True, env=env)
+        try:
+            wall = json.loads((out / "run.json").read_text())["wall_time_s"]
+            return max(0.0, wall - models[alias]["measured"]["train_step_s"]), "one-step kdtools sft"
+        except (OSError, KeyError, json.JSONDecodeError):
+            pass  # no manifest: the run failed; fall back to timing the imports
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import torch, transformers, datasets, trl"], check=True,
-                   capture_output=True, env={**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"})
-    return time.perf_counter() - t
+                   capture_output=True, env=env)
+    return time.perf_counter() - t, "imports"
 
 
 def _timed(fn, steps: int) -> float:
@@ -152,6 +174,9 @@ def calibrate(world: World, out: Path | None = None, steps: int = STEPS) -> tupl
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     memory = torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None
     models, skipped = {}, {}
+    first = next(iter(world.models))
+    with contextlib.suppress(OSError):  # warm torch up: first-call costs would land on one model
+        measure_model(world, first, 1)
     for alias in world.models:
         arch = arch_of(world, alias)
         if memory and arch.params * cm.STATE_BYTES > cm.FIT_FRACTION * memory:
@@ -165,9 +190,10 @@ def calibrate(world: World, out: Path | None = None, steps: int = STEPS) -> tupl
         raise KdError(f"no model of world '{world.name}' could be measured here ({skipped}): build the toy "
                       "world (`kdtools toy`) or run --calibrate where the models are")
     load_bytes = sum(m["params"] for m in models.values()) * (2 if world.train.bf16 else 4)
+    startup, how = _startup_seconds(world, models)
     payload = {
         "world": world.name, "device": device, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "startup_s": _startup_seconds(),
+        "startup_s": startup, "startup_from": how,
         "load_bytes_per_s": load_bytes / max(1e-6, sum(m["load_s"] for m in models.values())),
         "models": models, "skipped": skipped,
     }
