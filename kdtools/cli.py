@@ -299,19 +299,34 @@ def report(
     _run("kdtools.report", world, None, results=results)
 
 
-def _not_built(verb: str, issue: str) -> None:
-    @app.command(
-        name=verb,
-        help=f"(not built yet: {issue})",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    )
-    def placeholder(ctx: typer.Context) -> None:
-        err.print(f"kdtools {verb} is not built yet ({issue}); nothing was run.")
-        raise typer.Exit(1)
-
-
-for _verb, _issue in (("plan", "the plan issue"),):
-    _not_built(_verb, _issue)
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def plan(
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(help="Workflow targets (all_tables, demo, table1, fig5, an output file), or one verb "
+                       "and its options: `gkd --student 3b --data 40k`."),
+    ] = None,
+    gpu: Annotated[str | None, typer.Option(help="h100, h200, a100 (paper world default h100), or cpu (toy default).")] = None,
+    nodes: Annotated[int | None, typer.Option(help="Nodes available: the most one job may use, and what the total wall time is packed onto (default 8; 1 on cpu).")] = None,
+    gpus_per_node: Annotated[int | None, typer.Option(help="GPUs per node (default 8; 1 on cpu).")] = None,
+    zero: Annotated[int, typer.Option(help="DeepSpeed ZeRO stage of multi-GPU training (kdtools launches ZeRO-3).")] = 3,
+    safety: Annotated[float, typer.Option(help="Slurm time limit = estimate x this factor.")] = 1.5,
+    max_runtime_h: Annotated[float, typer.Option(help="Partition time limit: jobs scale out to stay under it.")] = 48.0,
+    calibration: Annotated[str | None, typer.Option(help="Throughput file from --calibrate (measured rates replace datasheet x utilisation).")] = None,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Time a few real steps of each stage here and write the throughput file.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Estimated vs actual wall time and tokens of the world's finished runs (run.json).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Where --calibrate writes (default results/<world>/plan/calibration.json).")] = None,
+    world: VerbWorld = None,
+    results: VerbResults = None,
+) -> None:
+    """What a target will cost before anything is submitted: per rule and in total, GPU-hours,
+    wall time on N nodes of G GPUs, peak memory per GPU (and whether it fits), tokens trained and
+    generated, disk, and what is already done. From FLOP counts and documented utilisation, or
+    from rates measured by --calibrate. The Slurm profile's resources come from the same estimate."""
+    _run("kdtools.plan", world, results, targets=targets, gpu=gpu, nodes=nodes, gpus_per_node=gpus_per_node,
+         zero=zero, safety=safety, max_runtime_h=max_runtime_h, calibration=calibration, as_json=as_json,
+         check=check, calibrate=calibrate, out=out)
 
 
 def entry() -> None:  # pragma: no cover - `python -m kdtools.cli`

@@ -58,11 +58,21 @@ def test_paper_grid_dry_run(tmp_path):
 
 
 def test_multi_gpu_rules_launch_through_srun_and_accelerate(tmp_path):
+    """Multi-GPU jobs launch through srun + accelerate (ZeRO-3) on the allocation the cost model
+    chose for them (kdtools.estimate, the resources of the Slurm profile)."""
+    from kdtools.estimate import plan_settings, slurm_resources
+    from kdtools.world import load_world
+
+    world = load_world("paper", tmp_path / "results")
+    big = slurm_resources(world, "sft", {"model": "70b", "task": "general", "size": "full"}, plan_settings())
+    mid = slurm_resources(world, "sft", {"model": "8b", "task": "general", "size": "full"}, plan_settings())
+    assert big["nodes"] > 1 and mid["gpu"] > 1  # a 70b does not fit one node; an 8b not one GPU
     out = dry_run("table1", "paper", tmp_path)
     line = next(x for x in out.splitlines() if "sft --model 70b --data full" in x)
-    assert "srun --nodes=4 " in line and "accelerate launch" in line and "zero3.yaml" in line
+    assert f"srun --nodes={big['nodes']} " in line and "accelerate launch" in line and "zero3.yaml" in line
+    assert f"--num_processes {big['nodes'] * big['gpu']}" in line
     line = next(x for x in out.splitlines() if "sft --model 8b --data full" in x)
-    assert "--num_processes 8" in line
+    assert f"--num_processes {mid['nodes'] * mid['gpu']}" in line
     out = dry_run("fig5", "paper", tmp_path)
     line = next(x for x in out.splitlines() if " synth --task arc --n 100k" in x)
     assert "srun" not in line and "accelerate" not in line  # generation: one process, vLLM TP

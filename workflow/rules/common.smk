@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))  # the kdtools package beside th
 
 from kdtools import paths
 from kdtools.errors import KdError
+from kdtools.estimate import plan_settings, slurm_resources
 from kdtools.launch import launch_command
 from kdtools.world import load_world
 
@@ -22,39 +23,51 @@ STUDENTS = ["1b", "3b", "8b"]
 TEACHER = "70b"
 STRONG_TEACHER = "70b-it"
 
-# Resources per model on 8xH100 nodes; a KD job is sized by its teacher (both models live on
-# the same GPUs, the teacher sharded by ZeRO-3). mem_mb is host memory, runtime in minutes.
-# The plan issue replaces these constants with estimates.
-TRAIN_RESOURCES = {
-    "1b": dict(gpu=1, nodes=1, cpus_per_task=8, mem_mb=64_000, runtime=12 * 60),
-    "3b": dict(gpu=2, nodes=1, cpus_per_task=16, mem_mb=128_000, runtime=24 * 60),
-    "8b": dict(gpu=8, nodes=1, cpus_per_task=64, mem_mb=480_000, runtime=24 * 60),
-    "70b": dict(gpu=8, nodes=4, cpus_per_task=64, mem_mb=960_000, runtime=48 * 60),
-    "kd": dict(gpu=8, nodes=1, cpus_per_task=64, mem_mb=960_000, runtime=48 * 60),
-}
-TRAIN_RESOURCES["70b-it"] = TRAIN_RESOURCES["70b"]
+# Slurm resources come from the cost model (kdtools/estimate.py, the same numbers `kdtools plan`
+# prints): runtime = the estimated wall time x safety_factor (rounded up to 15 min, at least 30);
+# GPUs and nodes = the smallest allocation whose peak memory fits the GPU under ZeRO-3 and whose
+# runtime stays under max_runtime_h; mem_mb = host memory for the ranks and one copy of the
+# weights. A calibration file (`kdtools plan --calibrate`; config `calibration`) replaces the
+# datasheet rates. Config keys: gpu, calibration, safety_factor, max_runtime_h, gpus_per_node.
+try:
+    PLAN = plan_settings(config.get("gpu", "h100"), config.get("calibration"),
+                         safety=config.get("safety_factor", 1.5), max_runtime_h=config.get("max_runtime_h", 48),
+                         gpus_per_node=config.get("gpus_per_node", 8))
+except KdError as exc:
+    raise WorkflowError(f"plan settings: {exc}")
 # Toy worlds train on the CPU of whatever runs them.
 TOY_RESOURCES = dict(gpu=0, nodes=1, cpus_per_task=2, mem_mb=4000, runtime=60)
+_RESOURCES = {}
 
 
-def resources_of(kind):
-    """-> a resources dict per wildcards: by model for SFT, 'kd' for distillation."""
-    if WORLD.toy:
-        return lambda wildcards: TOY_RESOURCES
-    return lambda wildcards: TRAIN_RESOURCES.get(kind or wildcards.model, TRAIN_RESOURCES["8b"])
+def resources_of(rule):
+    """-> wildcards -> the rule's resources dict, estimated once per job."""
+
+    def of(wildcards):
+        if WORLD.toy:
+            return TOY_RESOURCES
+        key = (rule, tuple(sorted(dict(wildcards.items()).items())))
+        if key not in _RESOURCES:
+            try:
+                _RESOURCES[key] = slurm_resources(WORLD, rule, dict(wildcards.items()), PLAN)
+            except KdError as exc:
+                raise WorkflowError(f"resources of {rule} {dict(wildcards.items())}: {exc}")
+        return _RESOURCES[key]
+
+    return of
 
 
-def resource(kind, key):
-    return lambda wildcards: resources_of(kind)(wildcards)[key]
+def resource(rule, key):
+    return lambda wildcards: resources_of(rule)(wildcards)[key]
 
 
-def kdtools_cmd(kind, *verb_args, single_process=False):
+def kdtools_cmd(rule, *verb_args, single_process=False):
     """The launch command for a rule: plain kdtools on one device, srun + accelerate (ZeRO-3)
     across GPUs and nodes (kdtools.launch). Generation (synth, annotate) is one process that
     uses every GPU of its node itself (vLLM tensor parallelism): single_process."""
 
     def build(wildcards):
-        res = resources_of(kind)(wildcards)
+        res = resources_of(rule)(wildcards)
         argv = GLOBAL_ARGS + [a.format(**wildcards) for a in verb_args]
         if single_process:
             return launch_command(argv)

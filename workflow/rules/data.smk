@@ -73,15 +73,15 @@ rule synth:
     wildcard_constraints:
         task="translation|summarization|arc",
     params:
-        cmd=kdtools_cmd("kd", "synth", "--task", "{task}", "--n", synth_top() if WORLD.synth else "100k",
+        cmd=kdtools_cmd("synth", "synth", "--task", "{task}", "--n", synth_top() if WORLD.synth else "100k",
                         single_process=True),
-    threads: resource("kd", "cpus_per_task")
+    threads: resource("synth", "cpus_per_task")
     resources:
-        gpu=resource("kd", "gpu"),
+        gpu=resource("synth", "gpu"),
         nodes=lambda wc: 1,
-        cpus_per_task=resource("kd", "cpus_per_task"),
-        mem_mb=resource("kd", "mem_mb"),
-        runtime=resource("kd", "runtime"),
+        cpus_per_task=resource("synth", "cpus_per_task"),
+        mem_mb=resource("synth", "mem_mb"),
+        runtime=resource("synth", "runtime"),
     conda:
         "../../envs/kdtools.yaml"
     shell:
@@ -101,16 +101,16 @@ rule annotate:
         task="translation|summarization|arc",
         label="[0-9]+k",
     params:
-        cmd=lambda wc: kdtools_cmd("kd", "annotate", "--task", "{task}", "--inputs",
+        cmd=lambda wc: kdtools_cmd("annotate", "annotate", "--task", "{task}", "--inputs",
                                    f"{RESULTS}/{W}/data/synth/{wc.task}/{wc.label}.jsonl",
                                    single_process=True)(wc),
-    threads: resource("kd", "cpus_per_task")
+    threads: resource("annotate", "cpus_per_task")
     resources:
-        gpu=resource("kd", "gpu"),
+        gpu=resource("annotate", "gpu"),
         nodes=lambda wc: 1,
-        cpus_per_task=resource("kd", "cpus_per_task"),
-        mem_mb=resource("kd", "mem_mb"),
-        runtime=resource("kd", "runtime"),
+        cpus_per_task=resource("annotate", "cpus_per_task"),
+        mem_mb=resource("annotate", "mem_mb"),
+        runtime=resource("annotate", "runtime"),
     conda:
         "../../envs/kdtools.yaml"
     shell:

@@ -16,12 +16,12 @@ rule eval:
         suite="general|translation|summarization|arc",
     params:
         cmd=eval_cmd,
-    threads: lambda wc: 2 if WORLD.toy else 16  # = cpus_per_task: Snakemake sets OMP_NUM_THREADS to it (default 1)
+    threads: resource("eval", "cpus_per_task")  # = cpus_per_task: Snakemake sets OMP_NUM_THREADS to it (default 1)
     resources:
-        gpu=lambda wc: 0 if WORLD.toy else (8 if wc.model.startswith("70b") else 1),
-        cpus_per_task=lambda wc: 2 if WORLD.toy else 16,
-        mem_mb=lambda wc: 4000 if WORLD.toy else 256_000,
-        runtime=lambda wc: 60 if WORLD.toy else 12 * 60,
+        gpu=resource("eval", "gpu"),
+        cpus_per_task=resource("eval", "cpus_per_task"),
+        mem_mb=resource("eval", "mem_mb"),
+        runtime=resource("eval", "runtime"),
     conda:
         "../../envs/kdtools.yaml"
     shell:

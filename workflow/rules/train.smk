@@ -18,14 +18,14 @@ rule sft:
         task=TASK,
         size=SIZE,
     params:
-        cmd=kdtools_cmd(None, "sft", "--model", "{model}", "--data", "{size}", "--task", "{task}"),
-    threads: resource(None, "cpus_per_task")  # = cpus_per_task: Snakemake sets OMP_NUM_THREADS to it (default 1)
+        cmd=kdtools_cmd("sft", "sft", "--model", "{model}", "--data", "{size}", "--task", "{task}"),
+    threads: resource("sft", "cpus_per_task")  # = cpus_per_task: Snakemake sets OMP_NUM_THREADS to it (default 1)
     resources:
-        gpu=resource(None, "gpu"),
-        nodes=resource(None, "nodes"),
-        cpus_per_task=resource(None, "cpus_per_task"),
-        mem_mb=resource(None, "mem_mb"),
-        runtime=resource(None, "runtime"),
+        gpu=resource("sft", "gpu"),
+        nodes=resource("sft", "nodes"),
+        cpus_per_task=resource("sft", "cpus_per_task"),
+        mem_mb=resource("sft", "mem_mb"),
+        runtime=resource("sft", "runtime"),
     conda:
         "../../envs/kdtools.yaml"
     shell:
@@ -46,14 +46,14 @@ rule gkd:
         task=TASK,
         size=SIZE,
     params:
-        cmd=kdtools_cmd("kd", "gkd", "--student", "{student}", "--data", "{size}", "--task", "{task}"),
-    threads: resource("kd", "cpus_per_task")
+        cmd=kdtools_cmd("gkd", "gkd", "--student", "{student}", "--data", "{size}", "--task", "{task}"),
+    threads: resource("gkd", "cpus_per_task")
     resources:
-        gpu=resource("kd", "gpu"),
-        nodes=resource("kd", "nodes"),
-        cpus_per_task=resource("kd", "cpus_per_task"),
-        mem_mb=resource("kd", "mem_mb"),
-        runtime=resource("kd", "runtime"),
+        gpu=resource("gkd", "gpu"),
+        nodes=resource("gkd", "nodes"),
+        cpus_per_task=resource("gkd", "cpus_per_task"),
+        mem_mb=resource("gkd", "mem_mb"),
+        runtime=resource("gkd", "runtime"),
     conda:
         "../../envs/kdtools.yaml"
     shell:
@@ -73,15 +73,15 @@ rule gkd_variant:
         size=SIZE,
         variant="(init-base|teacher-70b-it)(\\+teacher-70b-it)?",
     params:
-        cmd=lambda wc: kdtools_cmd("kd", "gkd", "--student", "{student}", "--data", "{size}",
+        cmd=lambda wc: kdtools_cmd("gkd_variant", "gkd", "--student", "{student}", "--data", "{size}",
                                    "--task", "{task}", *variant_args(wc))(wc),
-    threads: resource("kd", "cpus_per_task")
+    threads: resource("gkd_variant", "cpus_per_task")
     resources:
-        gpu=resource("kd", "gpu"),
-        nodes=resource("kd", "nodes"),
-        cpus_per_task=resource("kd", "cpus_per_task"),
-        mem_mb=resource("kd", "mem_mb"),
-        runtime=resource("kd", "runtime"),
+        gpu=resource("gkd_variant", "gpu"),
+        nodes=resource("gkd_variant", "nodes"),
+        cpus_per_task=resource("gkd_variant", "cpus_per_task"),
+        mem_mb=resource("gkd_variant", "mem_mb"),
+        runtime=resource("gkd_variant", "runtime"),
     conda:
         "../../envs/kdtools.yaml"
     shell:
@@ -101,14 +101,14 @@ rule seqkd:
         task="general",
         size=SIZE,
     params:
-        cmd=kdtools_cmd("kd", "seqkd", "--student", "{student}", "--data", "{size}", "--task", "{task}"),
-    threads: resource("kd", "cpus_per_task")
+        cmd=kdtools_cmd("seqkd", "seqkd", "--student", "{student}", "--data", "{size}", "--task", "{task}"),
+    threads: resource("seqkd", "cpus_per_task")
     resources:
-        gpu=resource("kd", "gpu"),
-        nodes=resource("kd", "nodes"),
-        cpus_per_task=resource("kd", "cpus_per_task"),
-        mem_mb=resource("kd", "mem_mb"),
-        runtime=resource("kd", "runtime"),
+        gpu=resource("seqkd", "gpu"),
+        nodes=resource("seqkd", "nodes"),
+        cpus_per_task=resource("seqkd", "cpus_per_task"),
+        mem_mb=resource("seqkd", "mem_mb"),
+        runtime=resource("seqkd", "runtime"),
     conda:
         "../../envs/kdtools.yaml"
     shell:
@@ -133,15 +133,15 @@ rule gkd_synthetic:
         task="translation|summarization|arc",
         label="[0-9]+k",
     params:
-        cmd=kdtools_cmd("kd", "gkd", "--student", "{student}", "--data", "full", "--task", "{task}",
+        cmd=kdtools_cmd("gkd_synthetic", "gkd", "--student", "{student}", "--data", "full", "--task", "{task}",
                         "--method", "{method}", "--synthetic", "{label}"),
-    threads: resource("kd", "cpus_per_task")
+    threads: resource("gkd_synthetic", "cpus_per_task")
     resources:
-        gpu=resource("kd", "gpu"),
-        nodes=resource("kd", "nodes"),
-        cpus_per_task=resource("kd", "cpus_per_task"),
-        mem_mb=resource("kd", "mem_mb"),
-        runtime=resource("kd", "runtime"),
+        gpu=resource("gkd_synthetic", "gpu"),
+        nodes=resource("gkd_synthetic", "nodes"),
+        cpus_per_task=resource("gkd_synthetic", "cpus_per_task"),
+        mem_mb=resource("gkd_synthetic", "mem_mb"),
+        runtime=resource("gkd_synthetic", "runtime"),
     conda:
         "../../envs/kdtools.yaml"
     shell:
