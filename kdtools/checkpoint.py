@@ -1,11 +1,13 @@
 """Preemption-safe training: checkpoints on SIGUSR1/SIGTERM and every `train.save_steps`, a
 resume that continues exactly where the run stopped, and a stop on a non-finite loss.
 
-    kdtools sft --model 70b --data 40k     # killed by Slurm's --signal=USR1@600: exit 75
+    kdtools sft --model 70b --data 40k     # signalled by Slurm's --signal=TERM@600: exit 75
     kdtools sft --model 70b --data 40k     # the same command again: resumes from the checkpoint
 
-Slurm sends SIGUSR1 minutes before the time limit (profiles/slurm asks for it) and SIGTERM on
-preemption or `scancel`. The handler only records the signal; at the end of the current
+Slurm sends SIGTERM minutes before the time limit (profiles/slurm asks for it with
+--signal=TERM@600), on preemption and on `scancel`; SIGUSR1 does the same for sbatch scripts
+that prefer it (`--signal=B:USR1@600` plus a trap that forwards it). The handler only records
+the signal; at the end of the current
 optimizer step the trainer saves a full checkpoint (model, optimizer, scheduler, RNG states,
 position in the data) into `<output>.partial/trainer/checkpoint-<step>` and stops, and the
 process exits with code 75 (EX_TEMPFAIL, errors.PREEMPTED_EXIT) so Snakemake's retry or Slurm's requeue runs it

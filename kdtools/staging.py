@@ -27,6 +27,9 @@ console = Console(stderr=True, soft_wrap=True)
 def check_writable(out: Path) -> None:
     """Fail early (before any model loads) when the output folder cannot be written."""
     parent = Path(out).parent
+    blocking = next((p for p in [parent, *parent.parents] if p.exists()), parent)
+    if not blocking.is_dir():
+        raise KdError(f"cannot write to {parent}: {blocking} is a file, not a folder; pick another --out")
     try:
         parent.mkdir(parents=True, exist_ok=True)
         probe = parent / f".write-test-{os.getpid()}"

@@ -1,14 +1,18 @@
 """The workflow through a REAL Slurm cluster: slurmctld + slurmd (slurm-wlm from Debian) on
 127.0.0.1, started here by tests/slurm/setup-slurm.sh and stopped by PID afterwards. The smoke
-world's chain toy -> data -> SFT goes through sbatch with snakemake-executor-plugin-slurm."""
+world's chain toy -> data -> SFT goes through sbatch with snakemake-executor-plugin-slurm; then
+a running training is signalled as before its time limit (the retry resumes it), cancelled
+(Snakemake reports it; the rerun completes), and its node's daemons are killed midway."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -42,8 +46,13 @@ def slurm(tmp_path_factory):
                 assert not Path(f"/proc/{pid}").exists(), f"{name} (pid {pid}) still running:\n{down.stderr}"
 
 
-def test_smoke_chain_runs_through_sbatch(slurm, tmp_path):
-    results = tmp_path / "results"
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """One results root for the module: the chain test builds the world and data once."""
+    return tmp_path_factory.mktemp("slurm-results") / "results"
+
+
+def test_smoke_chain_runs_through_sbatch(slurm, results):
     target = results / "smoke" / "models" / "1b" / "sft" / "general" / "10k" / "run.json"
     env = {**os.environ, **slurm, "WANDB_MODE": "disabled",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
@@ -61,3 +70,62 @@ def test_smoke_chain_runs_through_sbatch(slurm, tmp_path):
     assert all(states.get(i) == "COMPLETED" for i in ids), (ids, states)
     again = subprocess.run(cmd + ["-n"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def checkpointing_world(results: Path) -> Path:
+    """The smoke world, checkpointing every 2 steps (same name, so the same world and data)."""
+    world = results.parent / "smoke-ckpt.yaml"
+    text = (REPO / "workflow" / "config" / "smoke.yaml").read_text()
+    world.write_text(text.replace("logging_steps: 2", "logging_steps: 2\n  save_steps: 2"))
+    return world
+
+
+def start_training(slurm, results, size: str, *extra: str):
+    """Snakemake on the sft of `size` through Slurm, in the background, once the world and data
+    exist (the chain test made them); -> (process, env, the job's Slurm id, its staging folder)."""
+    env = {**os.environ, **slurm, "WANDB_MODE": "disabled",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    target = results / "smoke" / "models" / "1b" / "sft" / "general" / size / "run.json"
+    cmd = [SNAKEMAKE, str(target), "--profile", "tests/slurm/profile", "--rerun-triggers", "mtime",
+           "--config", f"world={checkpointing_world(results)}", f"results={results}", *extra]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    trainer = target.parent.parent / f".{size}.partial" / "trainer"
+    deadline = time.time() + 600
+    while not (trainer / "checkpoint-2").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-4000:]
+        time.sleep(0.2)
+    running = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], env=env, capture_output=True,
+                             text=True, check=True).stdout.split("\n")
+    (job,) = [line.split()[0] for line in running if "rule_sft" in line]
+    return proc, env, cmd, job, target
+
+
+def all_steps(manifest: Path) -> bool:
+    """The run trained every step of its 2 epochs (smoke: micro-batches of 4, 2 per step)."""
+    m = json.loads(manifest.read_text())["metrics"]
+    batches = -(-(m["rows"] - m["rows_dropped_too_long"]) // 4)
+    return m["steps"] == 2 * -(-batches // 2)
+
+
+def test_the_time_limit_signal_checkpoints_and_the_retry_resumes(slurm, results):
+    proc, env, cmd, job, target = start_training(slurm, results, "20k", "--retries", "1")
+    # what --signal=TERM@600 does ten minutes before the limit: TERM to the job's steps
+    subprocess.run(["scancel", "--signal=TERM", job], env=env, check=True)
+    log = proc.communicate(timeout=900)[0]
+    assert proc.returncode == 0, log[-5000:]
+    ids = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
+    assert len(ids) == 2 and ids[0] == job, log[-3000:]        # the signalled job, then its retry
+    assert all_steps(target)
+    rule_log = (results / "smoke" / "logs").rglob("*20k*.log")
+    assert any("resuming from" in p.read_text() for p in rule_log)
+
+
+def test_a_cancelled_job_is_reported_and_the_rerun_completes(slurm, results):
+    proc, env, cmd, job, target = start_training(slurm, results, "40k")
+    subprocess.run(["scancel", job], env=env, check=True)
+    log = proc.communicate(timeout=600)[0]
+    assert proc.returncode != 0 and "Error in rule sft" in log, log[-5000:]
+    assert not target.exists()
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]
+    assert all_steps(target)

@@ -127,9 +127,17 @@ def grid():
     top = "full"
     syn = synthetic_sizes()
     syn_top = syn[-1] if syn else None
+    table3 = [eval_of(s, m, n) for s in STUDENTS for n in ladder for m in ("sft", "gkd")]
+    # Table 2 / Figure 4: domain tasks, students from their full-Tulu SFT; the task teacher row;
+    # Mix and 2-Stage with the largest synthetic set (the paper's 100k)
+    table2 = ([eval_of(s, m, top, t) for t in TASKS for s in STUDENTS for m in ("sft", "gkd")]
+              + [eval_of(TEACHER, "sft", top, t) for t in TASKS]
+              + [eval_of(s, m, top, t, f"synthetic-{syn_top}") for t in TASKS for s in STUDENTS
+                 for m in ("mix", "two_stage")] * bool(syn))
     return {
         # Table 3 / Figure 2: every student, every size, SFT vs GKD from the same-data teacher
-        "table3": [eval_of(s, m, n) for s in STUDENTS for n in ladder for m in ("sft", "gkd")],
+        "table3": table3,
+        "fig2": table3,
         # Figure 1: the 8b student from its base model (Base-S) next to SFT-S
         "fig1": [eval_of("8b", "gkd", n, variant="init-base") for n in ladder]
         + [eval_of("8b", m, n) for n in ladder for m in ("sft", "gkd")],
@@ -137,12 +145,8 @@ def grid():
         "table1": [eval_of("8b", m, top) for m in ("sft", "gkd", "seqkd")],
         # Figure 3: GKD from the same-data teacher vs the strong instruction-tuned teacher
         "fig3": [eval_of("8b", "gkd", top), eval_of("8b", "gkd", top, variant="teacher-70b-it")],
-        # Table 2 / Figure 4: domain tasks, students from their full-Tulu SFT; the task teacher row;
-        # Mix and 2-Stage with the largest synthetic set (the paper's 100k)
-        "table2": [eval_of(s, m, top, t) for t in TASKS for s in STUDENTS for m in ("sft", "gkd")]
-        + [eval_of(TEACHER, "sft", top, t) for t in TASKS]
-        + [eval_of(s, m, top, t, f"synthetic-{syn_top}") for t in TASKS for s in STUDENTS
-           for m in ("mix", "two_stage")] * bool(syn),
+        "table2": table2,
+        "fig4": table2,
         # Figure 5: two-stage KD with 5k ... 100k synthetic inputs
         "fig5": [eval_of(s, "two_stage", top, t, f"synthetic-{n}") for t in TASKS for s in STUDENTS for n in syn],
     }

@@ -1,6 +1,8 @@
 # Training stages: one rule per verb, each calling the kdtools CLI through shell: (srun +
 # accelerate across GPUs and nodes, see kdtools/launch.py). Outputs are the run.json manifests
-# the CLI writes last.
+# the CLI writes last. `exec` makes the trainer the job step's process itself, so Slurm's
+# SIGTERM (time-limit warning, preemption, scancel) reaches it and not a shell that would die
+# first: it checkpoints, exits 75, and Snakemake's retry resumes (kdtools/checkpoint.py).
 
 SIZE = "[0-9]+k|full"
 TASK = "general|translation|summarization|arc"
@@ -29,7 +31,7 @@ rule sft:
     conda:
         "../../envs/kdtools.yaml"
     shell:
-        "{params.cmd} > {log} 2>&1"
+        "exec {params.cmd} > {log} 2>&1"
 
 
 rule gkd:
@@ -57,7 +59,7 @@ rule gkd:
     conda:
         "../../envs/kdtools.yaml"
     shell:
-        "{params.cmd} > {log} 2>&1"
+        "exec {params.cmd} > {log} 2>&1"
 
 
 rule gkd_variant:
@@ -85,7 +87,7 @@ rule gkd_variant:
     conda:
         "../../envs/kdtools.yaml"
     shell:
-        "{params.cmd} > {log} 2>&1"
+        "exec {params.cmd} > {log} 2>&1"
 
 
 rule seqkd:
@@ -112,7 +114,7 @@ rule seqkd:
     conda:
         "../../envs/kdtools.yaml"
     shell:
-        "{params.cmd} > {log} 2>&1"
+        "exec {params.cmd} > {log} 2>&1"
 
 
 # Domain tasks with synthetic data: Mix (GKD on human + synthetic) and two-stage (CE on the
@@ -145,4 +147,4 @@ rule gkd_synthetic:
     conda:
         "../../envs/kdtools.yaml"
     shell:
-        "{params.cmd} > {log} 2>&1"
+        "exec {params.cmd} > {log} 2>&1"
