@@ -74,11 +74,26 @@ class Guard(TrainerCallback):
         self.began = True
 
     def on_step_end(self, args, state, control, **kwargs):
+        self.agree(args)
         if self.signal:
             control.should_save = True
             control.should_training_stop = True
         elif state.global_step >= state.max_steps:
             control.should_save = False  # the finished model is saved by the stage, not as a checkpoint
+
+    def agree(self, args) -> None:
+        """Under several ranks, stop when any rank was signalled: all must save together (a rank
+        that saved alone would wait for the others forever)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        import torch
+
+        flag = torch.tensor([1 if self.signal else 0], device=args.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and not self.signal:
+            self.signal = "SIGTERM (another rank)"
 
     def on_save(self, args, state, control, **kwargs):
         self.last_save = state.global_step

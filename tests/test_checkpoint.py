@@ -216,3 +216,32 @@ def test_planted_secrets_are_written_nowhere(ckpt, tmp_path):
     for value in secrets.values():
         assert not any(value in text for text in logs)
         assert not [p for p in written if value.encode() in p.read_bytes()]
+
+
+def _rank(rank: int, port: int, seen) -> None:
+    import types
+
+    import torch.distributed as dist
+
+    from kdtools.checkpoint import Guard
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    guard = Guard()
+    if rank == 0:
+        guard.signal = "SIGTERM"          # only rank 0's node got the signal
+    guard.agree(types.SimpleNamespace(device="cpu"))
+    seen[rank] = guard.signal
+    dist.destroy_process_group()
+
+
+def test_ranks_agree_to_stop_when_any_one_is_signalled():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    seen = mp.Manager().dict()
+    mp.spawn(_rank, args=(port, seen), nprocs=2, join=True)
+    assert seen[0] == "SIGTERM" and seen[1] and "another rank" in seen[1]

@@ -6,6 +6,7 @@ a running training is signalled as before its time limit (the retry resumes it),
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -107,6 +108,16 @@ def all_steps(manifest: Path) -> bool:
     return m["steps"] == 2 * -(-batches // 2)
 
 
+def failed_then_rerun(proc, env, cmd, target) -> None:
+    """Snakemake reports the lost job and stops with nothing finished; a rerun completes it."""
+    log = proc.communicate(timeout=900)[0]
+    assert proc.returncode != 0 and "Error in rule sft" in log, log[-5000:]
+    assert not target.exists()
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]
+    assert all_steps(target)
+
+
 def test_the_time_limit_signal_checkpoints_and_the_retry_resumes(slurm, results):
     proc, env, cmd, job, target = start_training(slurm, results, "20k", "--retries", "1")
     # what --signal=TERM@600 does ten minutes before the limit: TERM to the job's steps
@@ -123,9 +134,30 @@ def test_the_time_limit_signal_checkpoints_and_the_retry_resumes(slurm, results)
 def test_a_cancelled_job_is_reported_and_the_rerun_completes(slurm, results):
     proc, env, cmd, job, target = start_training(slurm, results, "40k")
     subprocess.run(["scancel", job], env=env, check=True)
-    log = proc.communicate(timeout=600)[0]
-    assert proc.returncode != 0 and "Error in rule sft" in log, log[-5000:]
-    assert not target.exists()
-    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
-    assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]
-    assert all_steps(target)
+    failed_then_rerun(proc, env, cmd, target)
+
+
+def test_a_node_crash_midway_is_reported_and_the_rerun_resumes(slurm, results):
+    proc, env, cmd, job, target = start_training(slurm, results, "full")
+    base = Path(slurm["SLURM_CONF"]).parents[1]
+    # The node dies: its slurmd, the job's slurmstepd and every process of the job, at once.
+    in_job = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/environ")
+              if f"SLURM_JOB_ID={job}\0".encode() in _read(p)]
+    slurmd = int((base / "run" / "slurmd.pid").read_text())
+    stepds = subprocess.run(["pgrep", "-x", "slurmstepd"], capture_output=True, text=True).stdout.split()
+    for pid in [slurmd, *map(int, stepds), *in_job]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 9)
+    # It comes back (setup-slurm.sh restarts slurmd and resumes the node); Slurm fails the lost job.
+    back = subprocess.run(["bash", str(SCRIPTS / "setup-slurm.sh")], env={**env, "SLURM_CI_BASE": str(base)},
+                          capture_output=True, text=True, timeout=600)
+    assert back.returncode == 0, back.stderr[-3000:]
+    failed_then_rerun(proc, env, cmd, target)
+    assert "resuming from" in (results / "smoke" / "logs" / "sft" / "1b" / "general" / "full.log").read_text()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
