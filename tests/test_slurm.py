@@ -73,6 +73,18 @@ def test_smoke_chain_runs_through_sbatch(slurm, results):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+@pytest.fixture(autouse=True)
+def no_snakemake_left(request):
+    """A failed test must not leave its background Snakemake submitting jobs."""
+    started: list[subprocess.Popen] = []
+    request.node.background = started
+    yield
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def checkpointing_world(results: Path) -> Path:
     """The smoke world, checkpointing every 2 steps (same name, so the same world and data)."""
     world = results.parent / "smoke-ckpt.yaml"
@@ -81,7 +93,7 @@ def checkpointing_world(results: Path) -> Path:
     return world
 
 
-def start_training(slurm, results, size: str, *extra: str):
+def start_training(request, slurm, results, size: str, *extra: str):
     """Snakemake on the sft of `size` through Slurm, in the background, once the world and data
     exist (the chain test made them); -> (process, env, the job's Slurm id, its staging folder)."""
     env = {**os.environ, **slurm, "WANDB_MODE": "disabled",
@@ -90,6 +102,7 @@ def start_training(slurm, results, size: str, *extra: str):
     cmd = [SNAKEMAKE, str(target), "--profile", "tests/slurm/profile", "--rerun-triggers", "mtime",
            "--config", f"world={checkpointing_world(results)}", f"results={results}", *extra]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    request.node.background.append(proc)
     trainer = target.parent.parent / f".{size}.partial" / "trainer"
     deadline = time.time() + 600
     while not (trainer / "checkpoint-2").exists():
@@ -110,7 +123,7 @@ def all_steps(manifest: Path) -> bool:
 
 def failed_then_rerun(proc, env, cmd, target) -> None:
     """Snakemake reports the lost job and stops with nothing finished; a rerun completes it."""
-    log = proc.communicate(timeout=900)[0]
+    log = proc.communicate(timeout=900)[0] if isinstance(proc, subprocess.Popen) else proc.stdout
     assert proc.returncode != 0 and "Error in rule sft" in log, log[-5000:]
     assert not target.exists()
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
@@ -118,8 +131,8 @@ def failed_then_rerun(proc, env, cmd, target) -> None:
     assert all_steps(target)
 
 
-def test_the_time_limit_signal_checkpoints_and_the_retry_resumes(slurm, results):
-    proc, env, cmd, job, target = start_training(slurm, results, "20k", "--retries", "1")
+def test_the_time_limit_signal_checkpoints_and_the_retry_resumes(request, slurm, results):
+    proc, env, cmd, job, target = start_training(request, slurm, results, "20k", "--retries", "1")
     # what --signal=TERM@600 does ten minutes before the limit: TERM to the job's steps
     subprocess.run(["scancel", "--signal=TERM", job], env=env, check=True)
     log = proc.communicate(timeout=900)[0]
@@ -131,14 +144,14 @@ def test_the_time_limit_signal_checkpoints_and_the_retry_resumes(slurm, results)
     assert any("resuming from" in p.read_text() for p in rule_log)
 
 
-def test_a_cancelled_job_is_reported_and_the_rerun_completes(slurm, results):
-    proc, env, cmd, job, target = start_training(slurm, results, "40k")
+def test_a_cancelled_job_is_reported_and_the_rerun_completes(request, slurm, results):
+    proc, env, cmd, job, target = start_training(request, slurm, results, "40k")
     subprocess.run(["scancel", job], env=env, check=True)
     failed_then_rerun(proc, env, cmd, target)
 
 
-def test_a_node_crash_midway_is_reported_and_the_rerun_resumes(slurm, results):
-    proc, env, cmd, job, target = start_training(slurm, results, "full")
+def test_a_node_crash_midway_is_reported_and_the_rerun_resumes(request, slurm, results):
+    proc, env, cmd, job, target = start_training(request, slurm, results, "full")
     base = Path(slurm["SLURM_CONF"]).parents[1]
     # The node dies: its slurmd, the job's slurmstepd and every process of the job, at once.
     in_job = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/environ")
@@ -148,10 +161,14 @@ def test_a_node_crash_midway_is_reported_and_the_rerun_resumes(slurm, results):
     for pid in [slurmd, *map(int, stepds), *in_job]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
-    # It comes back (setup-slurm.sh restarts slurmd and resumes the node); Slurm fails the lost job.
+    # It reboots: slurmd starts again and finds the job gone, so Slurm fails it (NODE_FAIL or
+    # FAILED); setup-slurm.sh then returns the node to service if it came back DOWN.
+    subprocess.run(["slurmd", "-f", slurm["SLURM_CONF"]], env=env, check=True)
+    log = proc.communicate(timeout=900)[0]
     back = subprocess.run(["bash", str(SCRIPTS / "setup-slurm.sh")], env={**env, "SLURM_CI_BASE": str(base)},
                           capture_output=True, text=True, timeout=600)
     assert back.returncode == 0, back.stderr[-3000:]
+    proc = subprocess.CompletedProcess(cmd, proc.returncode, log)
     failed_then_rerun(proc, env, cmd, target)
     assert "resuming from" in (results / "smoke" / "logs" / "sft" / "1b" / "general" / "full.log").read_text()
 
