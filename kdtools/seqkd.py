@@ -97,7 +97,8 @@ def last_assistant(messages: list[dict]) -> int:
 
 
 def run(job: SeqkdJob) -> dict | None:
-    teacher_pairs(job)  # a no-op when the teacher's samples for this config are already there
-    if staging.already_done(job.sft.out, job.sft.config(), job.sft.force):
-        return manifest.read_manifest(job.sft.out)
-    return sft_train(job.sft)
+    with staging.locked(job.sft.out):
+        teacher_pairs(job)  # a no-op when the teacher's samples for this config are already there
+        if staging.already_done(job.sft.out, job.sft.config(), job.sft.force):
+            return manifest.read_manifest(job.sft.out)
+        return sft_train(job.sft)
