@@ -24,55 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peakmem import BENCH_ENV, measure  # noqa: E402
+
 TRL_BYTES_PER_LOGIT = 16 * 4  # measured: the TRL path holds ~15 float32 (N, V) tensors at its peak
-
-
-def _status_mb(field):
-    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
-
-
-def _reset_high_water_mark():
-    """Reset VmHWM (Linux >= 4.0); False where /proc does not allow it."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _measure(fn, *args):
-    """(seconds, peak RSS growth in MB, result) of fn(*args)."""
-    import psutil
-
-    proc = psutil.Process()
-    base = proc.memory_info().rss
-    exact = _reset_high_water_mark()
-    peak, stop = [base], threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.001)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    result = fn(*args)
-    seconds = time.perf_counter() - start
-    stop.set()
-    sampler.join()
-    peak_mb = (peak[0] - base) / 2**20
-    if exact:
-        peak_mb = max(peak_mb, _status_mb("VmHWM") - base / 2**20)
-    return seconds, peak_mb, result
 
 
 def _inputs(tokens, vocab, hidden, seed=0):
@@ -121,7 +81,7 @@ def worker(method, grid, hidden, beta, chunk_size):
             print(json.dumps({**row, "skipped": f"needs ~{need / 2**30:.1f} GiB"}), flush=True)
             continue
         inputs = _inputs(tokens, vocab, hidden)
-        seconds, peak_mb, loss = _measure(_step, method, *inputs, beta, chunk_size)
+        seconds, peak_mb, loss = measure(_step, method, *inputs, beta, chunk_size)
         print(json.dumps({**row, "seconds": round(seconds, 3), "peak_mb": round(peak_mb, 1),
                           "loss": loss}), flush=True)
         del inputs
@@ -191,7 +151,7 @@ def main(argv=None):
         return
 
     # One fresh process per method, so one method's freed heap does not hide the other's peak.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "TRL_EXPERIMENTAL_SILENCE": "1",
+    env = {**os.environ, **BENCH_ENV,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     rows = []
     for method in ("fused", "trl"):
