@@ -14,6 +14,10 @@ changes:
 - With `fused_loss`, the student's and teacher's last hidden states go through
   `kdtools.losses.fused_generalized_jsd_loss` chunk by chunk, so memory does not grow with the
   vocabulary. Under DeepSpeed ZeRO-3 the lm_head weights are sharded, so the plain loss is used.
+- With a `teacher_cache` (`kdtools.teachercache`, off by default), an off-policy batch whose rows
+  are all cached skips the teacher's forward pass and uses the cached top-k log-probabilities
+  (`kdtools.losses.fused_topk_generalized_jsd_loss`); on-policy batches still run the teacher.
+  `teacher_forwards` and `teacher_cache_hits` count micro-batches of each kind.
 """
 
 from __future__ import annotations
@@ -24,10 +28,22 @@ import torch
 from trl.experimental.gkd import GKDTrainer
 from trl.models.utils import unwrap_model_for_generation
 
+# Keys an off-policy batch gets from the teacher cache (the order of TeacherCache.lookup's result).
+CACHED = ("teacher_topk_logprobs", "teacher_topk_ids", "teacher_topk_tail")
+
+
+def chunk_tokens(vocab: int) -> int:
+    """Tokens per loss chunk: ~2**26 float32 logits per chunk and model (256 MB), i.e. 512 tokens
+    at Llama 3's 128k vocabulary."""
+    return max(64, (1 << 26) // vocab)
+
 
 class KdGKDTrainer(GKDTrainer):
-    def __init__(self, *args, fused_loss: bool = True, policy_seed: int = 0, **kwargs):
+    def __init__(self, *args, fused_loss: bool = True, policy_seed: int = 0, teacher_cache=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.teacher_cache = teacher_cache
+        self.teacher_forwards = 0
+        self.teacher_cache_hits = 0
         self.fused_loss = fused_loss and not self.is_deepspeed_enabled
         self.generation_config.use_cache = True
         self.generation_kwargs["use_cache"] = True
@@ -53,6 +69,10 @@ class KdGKDTrainer(GKDTrainer):
             self.onpolicy_steps += 1
         else:
             self.offpolicy_steps += 1
+            for batch in batches if self.teacher_cache is not None else ():
+                found = self.teacher_cache.lookup(batch["input_ids"], batch["attention_mask"], batch["labels"])
+                if found is not None:
+                    batch.update(zip(CACHED, found, strict=True))
         return batches, num_items
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -61,6 +81,9 @@ class KdGKDTrainer(GKDTrainer):
         return super(GKDTrainer, self).training_step(model, inputs, num_items_in_batch)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if CACHED[0] in inputs:
+            return self.cached_teacher_loss(model, inputs, return_outputs, num_items_in_batch)
+        self.teacher_forwards += 1
         if not self.fused_loss:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         from kdtools.losses import fused_generalized_jsd_loss
@@ -76,8 +99,6 @@ class KdGKDTrainer(GKDTrainer):
             ).last_hidden_state
         student = self.accelerator.unwrap_model(model)
         weight = student.get_output_embeddings().weight
-        # ~2**26 float32 logits per chunk and model (256 MB): 512 tokens at Llama 3's 128k vocabulary
-        chunk = max(64, (1 << 26) // weight.shape[0])
         loss = fused_generalized_jsd_loss(
             student_out.hidden_states[-1][:, :-1],
             weight,
@@ -85,9 +106,24 @@ class KdGKDTrainer(GKDTrainer):
             teacher.get_output_embeddings().weight,
             labels=inputs["labels"][:, 1:],
             beta=self.beta,
-            chunk_size=chunk,
+            chunk_size=chunk_tokens(weight.shape[0]),
             num_items_in_batch=num_items_in_batch,
         )
+        return (loss, student_out) if return_outputs else loss
+
+    def cached_teacher_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The off-policy loss against the cached top-k teacher: no teacher forward pass."""
+        from kdtools.losses import fused_topk_generalized_jsd_loss
+
+        student_out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                            output_hidden_states=True, logits_to_keep=1)
+        weight = self.accelerator.unwrap_model(model).get_output_embeddings().weight
+        loss = fused_topk_generalized_jsd_loss(
+            student_out.hidden_states[-1][:, :-1], weight, *(inputs[name] for name in CACHED),
+            labels=inputs["labels"][:, 1:], beta=self.beta, chunk_size=chunk_tokens(weight.shape[0]),
+            num_items_in_batch=num_items_in_batch,
+        )
+        self.teacher_cache_hits += 1
         return (loss, student_out) if return_outputs else loss
 
     def log(self, logs, *args, **kwargs):
