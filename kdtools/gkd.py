@@ -361,7 +361,7 @@ def run(job: GkdJob) -> dict | None:
         "onpolicy_fraction": round(trainer.onpolicy_steps / steps, 4) if steps else None,
         "tokens_seen": int(trainer.state.num_input_tokens_seen),
         "rows": len(train_set),
-        "loss_impl": "fused" if trainer.fused_loss else "plain",
+        "loss_impl": ("liger" if trainer.liger else "fused") if trainer.fused_loss else "plain",
         **({"teacher_forwards": trainer.teacher_forwards, "teacher_cache_hits": trainer.teacher_cache_hits,
             "teacher_cache": str(trainer.teacher_cache.folder) if trainer.teacher_cache else None}
            if s.teacher_cache else {}),

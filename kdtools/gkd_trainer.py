@@ -18,10 +18,14 @@ changes:
   are all cached skips the teacher's forward pass and uses the cached top-k log-probabilities
   (`kdtools.losses.fused_topk_generalized_jsd_loss`); on-policy batches still run the teacher.
   `teacher_forwards` and `teacher_cache_hits` count micro-batches of each kind.
+- On CUDA with liger-kernel installed (`pip install .[gpu]`), the fused loss is liger's Triton
+  `LigerFusedLinearJSD`, switched on automatically (`liger_available()`), rescaled to the same
+  global-token normalisation; on CPU the pure-PyTorch chunked loss runs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import random
 
 import torch
@@ -30,6 +34,27 @@ from trl.models.utils import unwrap_model_for_generation
 
 # Keys an off-policy batch gets from the teacher cache (the order of TeacherCache.lookup's result).
 CACHED = ("teacher_topk_logprobs", "teacher_topk_ids", "teacher_topk_tail")
+
+
+def liger_available() -> bool:
+    """liger-kernel's fused JSD needs Triton on a CUDA device."""
+    return torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
+
+
+def liger_jsd_loss(student_hidden, student_weight, teacher_hidden, teacher_weight, labels, beta,
+                   num_items_in_batch=None):
+    """`kdtools.losses.fused_generalized_jsd_loss` through liger-kernel (GPU). Same shapes and
+    beta convention; liger divides by this call's unmasked tokens, so the result is rescaled to
+    sum / num_items_in_batch (the global token count) when that is given."""
+    from liger_kernel.transformers import LigerFusedLinearJSD
+
+    flat = labels.reshape(-1).contiguous()
+    loss = LigerFusedLinearJSD(jsd_beta=beta)(
+        student_hidden.reshape(-1, student_hidden.shape[-1]).contiguous(), student_weight,
+        teacher_hidden.reshape(-1, teacher_hidden.shape[-1]).contiguous(), teacher_weight, flat)
+    if num_items_in_batch is None:
+        return loss
+    return loss * (flat != -100).sum() / num_items_in_batch
 
 
 def chunk_tokens(vocab: int) -> int:
@@ -45,6 +70,7 @@ class KdGKDTrainer(GKDTrainer):
         self.teacher_forwards = 0
         self.teacher_cache_hits = 0
         self.fused_loss = fused_loss and not self.is_deepspeed_enabled
+        self.liger = self.fused_loss and liger_available()
         self.generation_config.use_cache = True
         self.generation_kwargs["use_cache"] = True
         self.policy_rng = random.Random(policy_seed)
@@ -99,6 +125,11 @@ class KdGKDTrainer(GKDTrainer):
             ).last_hidden_state
         student = self.accelerator.unwrap_model(model)
         weight = student.get_output_embeddings().weight
+        if self.liger:
+            loss = liger_jsd_loss(student_out.hidden_states[-1][:, :-1], weight, teacher_hidden[:, :-1],
+                                  teacher.get_output_embeddings().weight, inputs["labels"][:, 1:], self.beta,
+                                  num_items_in_batch)
+            return (loss, student_out) if return_outputs else loss
         loss = fused_generalized_jsd_loss(
             student_out.hidden_states[-1][:, :-1],
             weight,
