@@ -1,7 +1,11 @@
 """Time and peak memory of the GKD loss: TRL's on full logits vs kdtools' fused chunked loss.
 
     .venv/bin/python benchmarks/fused_loss.py [--tokens 256,1024] [--vocab 32000,128256] \
-        [--hidden 256] [--chunk-size 128] [--png out.png]
+        [--hidden 256] [--chunk-size 128|auto] [--png out.png]
+
+The README's sweep (issue 7: tokens 512..8192, vocabulary 32k..256k, the trainer's chunk rule):
+    .venv/bin/python benchmarks/fused_loss.py --tokens 512,2048,8192 --vocab 32000,128256,256000 \
+        --hidden 128 --chunk-size auto --png docs/perf-fused-loss.png
 
 For each (tokens, vocab) it times forward + backward of
   (a) "trl":   logits = h @ W.T for student and teacher (as a trainer's lm_head would), then
@@ -73,15 +77,19 @@ def worker(method, grid, hidden, beta, chunk_size):
 
     if method == "trl":
         from trl.experimental.gkd import GKDTrainer  # noqa: F401  (import outside the timing)
-    _step(method, *_inputs(16, grid[0][1], hidden), beta, chunk_size)  # warm up thread pools
+    from kdtools.gkd_trainer import chunk_tokens
+
+    _step(method, *_inputs(16, grid[0][1], hidden), beta, 16)  # warm up thread pools
     for tokens, vocab in grid:
-        row = dict(tokens=tokens, vocab=vocab, hidden=hidden, method=method)
+        chunk = chunk_tokens(vocab) if chunk_size == "auto" else int(chunk_size)
+        row = dict(tokens=tokens, vocab=vocab, hidden=hidden, method=method,
+                   **({"chunk_size": chunk} if method == "fused" else {}))
         need = tokens * vocab * TRL_BYTES_PER_LOGIT
         if method == "trl" and need > 0.8 * psutil.virtual_memory().available:
             print(json.dumps({**row, "skipped": f"needs ~{need / 2**30:.1f} GiB"}), flush=True)
             continue
         inputs = _inputs(tokens, vocab, hidden)
-        seconds, peak_mb, loss = measure(_step, method, *inputs, beta, chunk_size)
+        seconds, peak_mb, loss = measure(_step, method, *inputs, beta, chunk)
         print(json.dumps({**row, "seconds": round(seconds, 3), "peak_mb": round(peak_mb, 1),
                           "loss": loss}), flush=True)
         del inputs
@@ -139,7 +147,8 @@ def main(argv=None):
     parser.add_argument("--vocab", type=_ints, default=[32000, 128256], help="comma-separated V")
     parser.add_argument("--hidden", type=int, default=256, help="hidden size of both models")
     # Smaller than the default token counts, so that the sweep exercises the chunking.
-    parser.add_argument("--chunk-size", type=int, default=128, help="tokens per chunk (fused)")
+    parser.add_argument("--chunk-size", default="128",
+                        help="tokens per chunk (fused), or 'auto': the trainer's rule, 2**24 / vocab")
     parser.add_argument("--beta", type=float, default=0.5, help="generalized JSD beta")
     parser.add_argument("--png", type=Path, default=None, help="also plot time and memory vs vocab")
     parser.add_argument("--worker", choices=["trl", "fused"], default=None, help=argparse.SUPPRESS)
