@@ -54,7 +54,7 @@ def main(argv=None):
         return {"min": round(min(values), 3), "median": round(statistics.median(values), 3),
                 "max": round(max(values), 3)}
 
-    print(json.dumps({"help_s": stats(times["help"]), "help_cmd": " ".join(help_cmd[-1:]),
+    print(json.dumps({"help_s": stats(times["help"]), "help_cmd": " ".join([Path(help_cmd[0]).name, *help_cmd[1:]]),
                       "paper_dry_run_s": stats(times["dry_run"]), "repeats": args.repeats,
                       "targets_s": {"help": 0.5, "paper_dry_run": 10},
                       "machine": f"CPU, {os.cpu_count()} cores (shared)"}))

@@ -63,7 +63,7 @@ def liger_jsd_loss(student_hidden, student_weight, teacher_hidden, teacher_weigh
 def chunk_tokens(vocab: int) -> int:
     """Tokens per loss chunk: ~2**24 float32 logits per chunk and model (64 MB; ~6 such buffers
     live at once), i.e. 512 tokens at a 32k vocabulary, 131 at Llama 3's 128k: the loss's memory
-    stays flat in the vocabulary and the tokens (was 2**26: 4x the peak, no faster on CPU)."""
+    stays flat in the vocabulary and the tokens (was 2**26: 4x the peak)."""
     return max(64, (1 << 24) // vocab)
 
 
