@@ -201,10 +201,10 @@ def make_job(world: World, student: str, data: str, task: str = GENERAL, teacher
     given = {"lmbda": lmbda, "beta": beta, "temperature": temperature,
              "max_new_tokens": max_new_tokens, "loss": loss, "teacher_cache": teacher_cache,
              "teacher_cache_k": teacher_cache_k}
-    if teacher_cache_k is not None and not teacher_cache:
-        raise KdError("--teacher-cache-k goes with --teacher-cache")
     defaults = {k: v for k, v in world.gkd.items() if k in GkdSettings.__dataclass_fields__}
     settings = GkdSettings(**{**defaults, **{k: v for k, v in given.items() if v is not None}})
+    if teacher_cache_k is not None and not settings.teacher_cache:
+        raise KdError("--teacher-cache-k goes with --teacher-cache")
     world.resolve_model(student)
     world.size_rows(data)
     if task != GENERAL:
