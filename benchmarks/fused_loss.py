@@ -1,7 +1,11 @@
 """Time and peak memory of the GKD loss: TRL's on full logits vs kdtools' fused chunked loss.
 
     .venv/bin/python benchmarks/fused_loss.py [--tokens 256,1024] [--vocab 32000,128256] \
-        [--hidden 256] [--chunk-size 128] [--png out.png]
+        [--hidden 256] [--chunk-size 128|auto] [--png out.png]
+
+The README's sweep (issue 7: tokens 512..8192, vocabulary 32k..256k, the trainer's chunk rule):
+    .venv/bin/python benchmarks/fused_loss.py --tokens 512,2048,8192 --vocab 32000,128256,256000 \
+        --hidden 128 --chunk-size auto --png docs/perf-fused-loss.png
 
 For each (tokens, vocab) it times forward + backward of
   (a) "trl":   logits = h @ W.T for student and teacher (as a trainer's lm_head would), then
@@ -24,55 +28,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peakmem import BENCH_ENV, measure  # noqa: E402
+
 TRL_BYTES_PER_LOGIT = 16 * 4  # measured: the TRL path holds ~15 float32 (N, V) tensors at its peak
-
-
-def _status_mb(field):
-    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
-
-
-def _reset_high_water_mark():
-    """Reset VmHWM (Linux >= 4.0); False where /proc does not allow it."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _measure(fn, *args):
-    """(seconds, peak RSS growth in MB, result) of fn(*args)."""
-    import psutil
-
-    proc = psutil.Process()
-    base = proc.memory_info().rss
-    exact = _reset_high_water_mark()
-    peak, stop = [base], threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.001)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    result = fn(*args)
-    seconds = time.perf_counter() - start
-    stop.set()
-    sampler.join()
-    peak_mb = (peak[0] - base) / 2**20
-    if exact:
-        peak_mb = max(peak_mb, _status_mb("VmHWM") - base / 2**20)
-    return seconds, peak_mb, result
 
 
 def _inputs(tokens, vocab, hidden, seed=0):
@@ -113,15 +77,19 @@ def worker(method, grid, hidden, beta, chunk_size):
 
     if method == "trl":
         from trl.experimental.gkd import GKDTrainer  # noqa: F401  (import outside the timing)
-    _step(method, *_inputs(16, grid[0][1], hidden), beta, chunk_size)  # warm up thread pools
+    from kdtools.gkd_trainer import chunk_tokens
+
+    _step(method, *_inputs(16, grid[0][1], hidden), beta, 16)  # warm up thread pools
     for tokens, vocab in grid:
-        row = dict(tokens=tokens, vocab=vocab, hidden=hidden, method=method)
+        chunk = chunk_tokens(vocab) if chunk_size == "auto" else int(chunk_size)
+        row = dict(tokens=tokens, vocab=vocab, hidden=hidden, method=method,
+                   **({"chunk_size": chunk} if method == "fused" else {}))
         need = tokens * vocab * TRL_BYTES_PER_LOGIT
         if method == "trl" and need > 0.8 * psutil.virtual_memory().available:
             print(json.dumps({**row, "skipped": f"needs ~{need / 2**30:.1f} GiB"}), flush=True)
             continue
         inputs = _inputs(tokens, vocab, hidden)
-        seconds, peak_mb, loss = _measure(_step, method, *inputs, beta, chunk_size)
+        seconds, peak_mb, loss = measure(_step, method, *inputs, beta, chunk)
         print(json.dumps({**row, "seconds": round(seconds, 3), "peak_mb": round(peak_mb, 1),
                           "loss": loss}), flush=True)
         del inputs
@@ -179,7 +147,8 @@ def main(argv=None):
     parser.add_argument("--vocab", type=_ints, default=[32000, 128256], help="comma-separated V")
     parser.add_argument("--hidden", type=int, default=256, help="hidden size of both models")
     # Smaller than the default token counts, so that the sweep exercises the chunking.
-    parser.add_argument("--chunk-size", type=int, default=128, help="tokens per chunk (fused)")
+    parser.add_argument("--chunk-size", default="128",
+                        help="tokens per chunk (fused), or 'auto': the trainer's rule, 2**24 / vocab")
     parser.add_argument("--beta", type=float, default=0.5, help="generalized JSD beta")
     parser.add_argument("--png", type=Path, default=None, help="also plot time and memory vs vocab")
     parser.add_argument("--worker", choices=["trl", "fused"], default=None, help=argparse.SUPPRESS)
@@ -191,7 +160,7 @@ def main(argv=None):
         return
 
     # One fresh process per method, so one method's freed heap does not hide the other's peak.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "TRL_EXPERIMENTAL_SILENCE": "1",
+    env = {**os.environ, **BENCH_ENV,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     rows = []
     for method in ("fused", "trl"):

@@ -182,6 +182,8 @@ def gkd(
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature of on-policy samples (default 1.0).")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Cap on an on-policy sample's length.")] = None,
     loss: Annotated[str | None, typer.Option(help="'fused' (chunked; never builds full-vocabulary logits; default) or 'plain' (TRL's).")] = None,
+    teacher_cache: Annotated[bool | None, typer.Option("--teacher-cache/--no-teacher-cache", help="Off-policy batches use the teacher's top-k log-probabilities, computed once per (teacher, data) and shared by every student (approximate; off by default: the paper's loss is exact).")] = None,
+    teacher_cache_k: Annotated[int | None, typer.Option(help="Log-probabilities kept per token by --teacher-cache (default 64).")] = None,
     method: Annotated[str, typer.Option(help="gkd; or for domain tasks mix (GKD on human + synthetic data) or two_stage (CE on synthetic pairs, then GKD on human data).")] = "gkd",
     synthetic: Annotated[str | None, typer.Option(help="Synthetic set size for mix/two_stage: 5k 10k 20k 50k 100k (nested subsets of one annotated pool).")] = None,
     out: OutDir = None,
@@ -197,7 +199,8 @@ def gkd(
     _run("kdtools.gkd", world, results, student=student, data=data, task=task, teacher=teacher,
          init=init, lmbda=lmbda, beta=beta, temperature=temperature, max_new_tokens=max_new_tokens,
          loss=loss, out=out, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate,
-         force=force, method=method, synthetic=synthetic)
+         force=force, method=method, synthetic=synthetic, teacher_cache=teacher_cache,
+         teacher_cache_k=teacher_cache_k)
 
 
 @app.command()

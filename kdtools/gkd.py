@@ -42,6 +42,8 @@ class GkdSettings:
     temperature: float = 1.0       # sampling temperature of the on-policy samples
     max_new_tokens: int = 1024     # cap on an on-policy sample
     loss: str = "fused"            # 'fused' (chunked, no full logits) or 'plain' (TRL's)
+    teacher_cache: bool = False    # off-policy batches use the teacher's cached top-k (approximate)
+    teacher_cache_k: int = 64      # log-probabilities kept per token by the teacher cache
 
     def __post_init__(self):
         if not 0 <= self.lmbda <= 1:
@@ -54,6 +56,16 @@ class GkdSettings:
             raise KdError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
         if self.loss not in LOSSES:
             raise KdError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.teacher_cache_k < 1:
+            raise KdError(f"--teacher-cache-k must be at least 1, got {self.teacher_cache_k}")
+
+    def config(self) -> dict:
+        """The settings as recorded: the teacher cache's fields only when it is on, so the
+        config hash of every exact run is what it was before the cache existed."""
+        settings = asdict(self)
+        if not self.teacher_cache:
+            del settings["teacher_cache"], settings["teacher_cache_k"]
+        return settings
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,7 @@ class GkdJob:
             "teacher_weights": self.teacher_weights, "data": self.data, "task": self.task,
             "data_file": str(self.data_file), "data_sha256": manifest.file_sha256(self.data_file),
             "chat_template": self.world.chat_template, "seed": self.world.seed,
-            "train": trainargs.hashed(self.train), "gkd": asdict(self.settings),
+            "train": trainargs.hashed(self.train), "gkd": self.settings.config(),
         }
 
     def dims(self) -> dict:
@@ -176,7 +188,8 @@ def make_job(world: World, student: str, data: str, task: str = GENERAL, teacher
              temperature: float | None = None, max_new_tokens: int | None = None,
              loss: str | None = None, out: Path | None = None, max_steps: int | None = None,
              epochs: float | None = None, learning_rate: float | None = None,
-             force: bool = False, method: str = "gkd", synthetic: str | None = None) -> GkdJob:
+             force: bool = False, method: str = "gkd", synthetic: str | None = None,
+             teacher_cache: bool | None = None, teacher_cache_k: int | None = None) -> GkdJob:
     """Every check that needs no model: options, data, student init, teacher, tokenizers, output.
     `method` mix or two_stage (domain tasks) also needs the annotated synthetic set `synthetic`."""
     if method not in METHODS:
@@ -186,9 +199,12 @@ def make_job(world: World, student: str, data: str, task: str = GENERAL, teacher
     if method == "gkd" and synthetic is not None:
         raise KdError("--synthetic goes with --method mix or two_stage")
     given = {"lmbda": lmbda, "beta": beta, "temperature": temperature,
-             "max_new_tokens": max_new_tokens, "loss": loss}
+             "max_new_tokens": max_new_tokens, "loss": loss, "teacher_cache": teacher_cache,
+             "teacher_cache_k": teacher_cache_k}
     defaults = {k: v for k, v in world.gkd.items() if k in GkdSettings.__dataclass_fields__}
     settings = GkdSettings(**{**defaults, **{k: v for k, v in given.items() if v is not None}})
+    if teacher_cache_k is not None and not settings.teacher_cache:
+        raise KdError("--teacher-cache-k goes with --teacher-cache")
     world.resolve_model(student)
     world.size_rows(data)
     if task != GENERAL:
@@ -201,7 +217,8 @@ def make_job(world: World, student: str, data: str, task: str = GENERAL, teacher
     check_same_tokenizer(weights, teacher_weights)
     train = override_train(world.train, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate)
     synthetic_variant = f"synthetic-{synthetic}" if synthetic else ""
-    variant = "+".join(v for v in (init_variant, teacher_variant, synthetic_variant,
+    cache_variant = f"tcache-k{settings.teacher_cache_k}" if settings.teacher_cache else ""
+    variant = "+".join(v for v in (init_variant, teacher_variant, synthetic_variant, cache_variant,
                                    tuned_variant(settings, GkdSettings(**defaults))) if v)
     out = Path(out) if out else paths.model_dir(world.results, world.name, student, method, task, data, variant)
     staging.check_writable(out)
@@ -273,6 +290,23 @@ def heldout_jsd(student, teacher, tokenizer, rows: list[dict], beta: float, max_
     return round(total / max(tokens, 1), 6)
 
 
+def teacher_cache(job: GkdJob, trainer, tokenizer, train_set):
+    """The teacher's top-k on this job's data, built once (first job) and reused (the others).
+    None under DeepSpeed, where the teacher is sharded: there the loss stays exact."""
+    from kdtools import teachercache
+
+    if trainer.is_deepspeed_enabled:
+        console.print("[yellow]teacher cache off[/]: not available under DeepSpeed (sharded teacher)")
+        return None
+    fields = teachercache.key_fields(job.teacher_weights, job.data_file, job.settings.teacher_cache_k,
+                                     job.train.max_length, job.world.chat_template)
+    teacher = trainer.accelerator.unwrap_model(trainer.teacher_model)
+    cache, built = teachercache.ensure(job.world.results, job.world.name, job.teacher, teacher, tokenizer,
+                                       list(train_set), fields)
+    console.print(f"[bold]teacher cache[/] {'built' if built else 'reused'}: {cache.folder}")
+    return cache
+
+
 def run(job: GkdJob) -> dict | None:
     with staging.locked(job.out):
         return train(job)
@@ -319,6 +353,8 @@ def train(job: GkdJob) -> dict | None:
         processing_class=tokenizer, fused_loss=s.loss == "fused", policy_seed=job.world.seed,
         callbacks=[guard],
     )
+    if s.teacher_cache:
+        trainer.teacher_cache = teacher_cache(job, trainer, tokenizer, train_set)
     # Under DeepSpeed the weights are sharded outside the engine's forward: measure only without.
     heldout = [] if trainer.is_deepspeed_enabled else heldout_rows(job)
     jsd_before = heldout_jsd(student, teacher, tokenizer, heldout, s.beta, job.train.max_length)
@@ -332,7 +368,10 @@ def train(job: GkdJob) -> dict | None:
         "onpolicy_fraction": round(trainer.onpolicy_steps / steps, 4) if steps else None,
         "tokens_seen": int(trainer.state.num_input_tokens_seen),
         "rows": len(train_set),
-        "loss_impl": "fused" if trainer.fused_loss else "plain",
+        "loss_impl": ("liger" if trainer.liger else "fused") if trainer.fused_loss else "plain",
+        **({"teacher_forwards": trainer.teacher_forwards, "teacher_cache_hits": trainer.teacher_cache_hits,
+            "teacher_cache": str(trainer.teacher_cache.folder) if trainer.teacher_cache else None}
+           if s.teacher_cache else {}),
         # JSD(teacher, student) on held-out conversations of the same dataset, before and after
         "heldout_rows": len(heldout),
         "heldout_jsd_before": jsd_before,

@@ -243,3 +243,85 @@ def fused_generalized_jsd_loss(student_hidden, student_weight, teacher_hidden, t
         None if teacher_bias is None else teacher_bias.detach(),
         labels, float(beta), float(temperature), int(chunk_size), denom, need_grad,
     )
+
+
+# --- Top-k teacher (the optional teacher cache) --------------------------------------------------
+#
+# A cached teacher keeps, per response token, only its k most likely tokens' log-probabilities and
+# the log of the mass left over (the "tail"). The loss then compares the two distributions
+# *coarse-grained* onto those k + 1 outcomes (the k tokens, and "any other token"): the student's
+# probabilities of the k cached ids, and its own leftover mass. That coarse-graining is exact when
+# k = V (the tail is empty), zero when the student equals the teacher, and never above the exact
+# loss (coarse-graining cannot increase an f-divergence; KL and the generalized JSD are ones).
+
+LOG_ZERO = -1e4  # stands for log 0: exp() is exactly 0 in float32, and 0 * (LOG_ZERO - x) is 0, not nan
+
+
+def teacher_topk(teacher_logits, k, temperature=1.0):
+    """The teacher's top-k, as the cache stores it.
+
+    Shapes: `teacher_logits` (N, V) -> (log_probs (N, k) of softmax(z / T), ids (N, k) int64,
+    tail (N,) = log of the probability of all other tokens, LOG_ZERO when k = V). Float32
+    (float64 stays float64); the cache stores the log-probabilities in float16.
+    """
+    compute = torch.promote_types(teacher_logits.dtype, torch.float32)
+    log_p = F.log_softmax(teacher_logits.to(compute) / temperature, dim=-1)
+    top, ids = log_p.topk(k, dim=-1)
+    tail = log_p.scatter(-1, ids, float("-inf")).logsumexp(-1).clamp_min(LOG_ZERO)
+    return top, ids, tail
+
+
+def topk_generalized_jsd_loss(student_logits, teacher_log_probs, teacher_ids, teacher_tail,
+                              beta=0.5, temperature=1.0, reduction="sum"):
+    """Generalized JSD(beta) against a top-k teacher, on the k + 1 outcomes (k ids, the rest).
+
+    Shapes: `student_logits` (N, V), only the positions that carry a label (already shifted and
+    masked); `teacher_log_probs` (N, k) log-softmax of the teacher's logits / T at `teacher_ids`
+    (N, k); `teacher_tail` (N,) log of the teacher's remaining mass. Any float dtype; computed in
+    float32 (float64 stays float64).
+    Student side: log P_s = log_softmax(z_s / T) over the full vocabulary, gathered at the k ids,
+    and its tail log(1 - sum of those) computed as a logsumexp over the other V - k entries.
+    Both (N, k + 1) distributions go through `generalized_jsd_loss` (same beta, KL direction and
+    endpoints; the log-probabilities are already normalised, so its log_softmax changes nothing).
+    Normalisation: "sum" (the caller divides by its global token count) or "batchmean" (/ N).
+    """
+    compute = torch.promote_types(student_logits.dtype, torch.float32)
+    log_ps = F.log_softmax(student_logits.to(compute) / temperature, dim=-1)
+    ids = teacher_ids.long()
+    student = torch.cat([log_ps.gather(-1, ids),
+                         log_ps.scatter(-1, ids, float("-inf")).logsumexp(-1, keepdim=True)], dim=-1)
+    teacher = torch.cat([teacher_log_probs.to(compute), teacher_tail.to(compute)[:, None]], dim=-1)
+    return generalized_jsd_loss(student.clamp_min(LOG_ZERO), teacher.clamp_min(LOG_ZERO), beta=beta,
+                                reduction=reduction)
+
+
+def fused_topk_generalized_jsd_loss(student_hidden, student_weight, teacher_log_probs, teacher_ids,
+                                    teacher_tail, labels, beta=0.5, temperature=1.0, chunk_size=1024,
+                                    num_items_in_batch=None, student_bias=None):
+    """`topk_generalized_jsd_loss` of the logits `h @ W.T + b`, `chunk_size` tokens at a time.
+
+    Shapes: `student_hidden` (B, T, H) and `labels` (B, T), aligned (position t predicts
+    labels[:, t]); the teacher tensors (n, k), (n, k), (n,) hold the n = (labels != -100).sum()
+    labelled positions in row-major order (row 0's positions, then row 1's, ...). Each chunk is
+    recomputed in the backward pass (activation checkpointing), so no (B, T, V) logits are kept.
+    Normalisation: sum / num_items_in_batch when given, else / n (clamped to >= 1).
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    h = student_hidden.reshape(-1, student_hidden.shape[-1])[labels.reshape(-1) != IGNORE_INDEX]
+    if h.shape[0] != teacher_ids.shape[0]:
+        raise ValueError(f"{h.shape[0]} labelled positions but {teacher_ids.shape[0]} cached teacher rows")
+
+    def chunk_loss(h_chunk, lp, ids, tail):
+        logits = F.linear(h_chunk, student_weight, student_bias)
+        return topk_generalized_jsd_loss(logits, lp, ids, tail, beta, temperature, reduction="sum")
+
+    total = h.new_zeros((), dtype=torch.promote_types(h.dtype, torch.float32))
+    for start in range(0, h.shape[0], chunk_size):
+        part = slice(start, start + chunk_size)
+        total = total + checkpoint(chunk_loss, h[part], teacher_log_probs[part], teacher_ids[part],
+                                   teacher_tail[part], use_reentrant=False)
+    denom = num_items_in_batch if num_items_in_batch is not None else max(h.shape[0], 1)
+    if isinstance(denom, torch.Tensor):
+        denom = denom.to(total.device)
+    return total / denom

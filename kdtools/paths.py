@@ -5,6 +5,7 @@ declared output and the file the verb writes can never drift apart.
     results/<world>/data/<dataset>/<size>.jsonl                nested subsets (+ run.json)
     results/<world>/models/<model>/<method>/<task>/<size>/     weights + tokenizer + run.json
     results/<world>/evals/<model>/<method>/<task>/<size>/<suite>.json
+    results/<world>/cache/teacher/<teacher>-<key>/             top-k teacher cache (optional)
 """
 
 from __future__ import annotations
@@ -52,3 +53,9 @@ def eval_file(
 ) -> Path:
     leaf = f"{size}+{variant}" if variant else size
     return world_dir(results, world) / "evals" / model_name(model) / method / task / leaf / f"{suite}.json"
+
+
+def teacher_cache_dir(results: Path, world: str, teacher: str, key: str) -> Path:
+    """A teacher's top-k log-probabilities on one dataset (`kdtools gkd --teacher-cache`),
+    shared by every student and epoch; `key` hashes the teacher, the data, k and the template."""
+    return world_dir(results, world) / "cache" / "teacher" / f"{model_name(teacher)}-{key}"

@@ -1,5 +1,6 @@
 """Invariant tests for kdtools.losses: equal to TRL's GKD loss, the KL endpoints and symmetry hold,
-the fused chunked loss equals the plain one in value and gradients, and never builds (N, V) logits.
+the fused chunked loss equals the plain one in value and gradients, and never builds (N, V) logits;
+the top-k (teacher cache) loss is exact at k = V, zero for identical models, a lower bound below.
 
 Run: .venv/bin/python -m pytest tests/test_losses.py
 """
@@ -12,7 +13,13 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from kdtools.losses import fused_generalized_jsd_loss, generalized_jsd_loss
+from kdtools.losses import (
+    fused_generalized_jsd_loss,
+    fused_topk_generalized_jsd_loss,
+    generalized_jsd_loss,
+    teacher_topk,
+    topk_generalized_jsd_loss,
+)
 
 B, T, V = 3, 7, 13
 HS, HT = 8, 12  # the teacher's hidden size differs from the student's on purpose
@@ -293,3 +300,58 @@ def test_fused_memory_is_bounded_by_the_chunk_not_the_tokens():
     assert big.peak < 0.4 * 2 * full_logits
     # Peak does not grow with N beyond the (N, H) gradient buffer and the row index.
     assert big.peak - small.peak < 4 * 2**20
+
+
+# --- top-k teacher (teacher cache) ----------------------------------------------------------------
+
+def _flat(seed):
+    return _logits(seed).reshape(-1, V)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.9, 1.0])
+def test_topk_loss_is_exact_when_k_is_the_vocabulary(beta):
+    s, t = _flat(0), _flat(1)
+    lp, ids, tail = teacher_topk(t.double(), V)
+    assert torch.all(tail <= -1e4)  # no mass left over
+    exact = generalized_jsd_loss(s, t, beta=beta, reduction="sum")
+    got = topk_generalized_jsd_loss(s, lp.double(), ids, tail.double(), beta=beta)
+    torch.testing.assert_close(got, exact, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("k", [1, 4, 12])
+def test_topk_loss_is_zero_for_the_teacher_itself_and_a_lower_bound_otherwise(k):
+    s, t = _flat(0), _flat(1)
+    lp, ids, tail = teacher_topk(t, k)
+    same = topk_generalized_jsd_loss(t, lp.double(), ids, tail.double())
+    assert float(same) == pytest.approx(0.0, abs=1e-6)
+    exact = generalized_jsd_loss(s, t, reduction="sum")
+    got = topk_generalized_jsd_loss(s, lp.double(), ids, tail.double())
+    assert 0 < float(got) <= float(exact) + 1e-9  # coarse-graining never increases the divergence
+
+
+def test_topk_loss_approaches_exact_as_k_grows():
+    s, t = _flat(0), _flat(1) * 3  # a peaked teacher, like a trained one
+    exact = float(generalized_jsd_loss(s, t, reduction="sum"))
+    gaps = [exact - float(topk_generalized_jsd_loss(s, *teacher_topk(t, k))) for k in (1, 3, 6, 13)]
+    assert gaps == sorted(gaps, reverse=True) and gaps[-1] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 64])
+def test_fused_topk_equals_plain_topk_in_value_and_gradients(chunk_size):
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(B, T, HS, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(V, HS, generator=g, dtype=torch.float64, requires_grad=True)
+    labels = _labels()
+    mask = labels != -100
+    lp, ids, tail = teacher_topk(_flat(1)[mask.reshape(-1)], 4)
+    fused = fused_topk_generalized_jsd_loss(hidden, weight, lp, ids, tail, labels,
+                                            chunk_size=chunk_size, num_items_in_batch=20)
+    fused.backward()
+    grads = hidden.grad.clone(), weight.grad.clone()
+    hidden.grad = weight.grad = None
+    plain = topk_generalized_jsd_loss(hidden[mask] @ weight.T, lp, ids, tail) / 20
+    plain.backward()
+    torch.testing.assert_close(fused, plain)
+    torch.testing.assert_close(grads, (hidden.grad, weight.grad))
+    with pytest.raises(ValueError, match="cached teacher rows"):
+        fused_topk_generalized_jsd_loss(hidden, weight, lp[:-1], ids[:-1], tail[:-1], labels)
