@@ -65,6 +65,19 @@ def partial(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
+def new_checkpoint(out: Path, at_least: int = 1):
+    """-> a condition for `interrupt`: a checkpoint folder of step >= at_least has appeared that
+    was not there before (complete or still being written; the newest replaces older ones)."""
+    trainer = partial(out) / "trainer"
+    before = {p.name for p in trainer.glob("checkpoint-*")}
+
+    def appeared(stderr: str) -> bool:
+        return any(p.name not in before and int(p.name.rsplit("-", 1)[1]) >= at_least
+                   for p in trainer.glob("checkpoint-*"))
+
+    return appeared
+
+
 def error_lines(proc) -> list[str]:
     return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
 
@@ -97,12 +110,12 @@ def test_sft_survives_kills_and_a_signal_and_ends_as_an_uninterrupted_run(ckpt, 
     out = tmp_path / "interrupted"
     trainer = partial(out) / "trainer"
     # kill -9 while the model loads and while a checkpoint is being written: no manifest, ever
-    for moment in (partial(out), trainer / "checkpoint-2"):
+    for moment in (partial(out), new_checkpoint(out)):
         killed = interrupt(argv(ckpt, "sft", out), moment, signal.SIGKILL)
         assert killed.returncode == -signal.SIGKILL
         assert not out.exists() and not (partial(out) / "run.json").exists()
     # Slurm's warning before the time limit: a checkpoint at the end of the step, exit 75
-    stopped = interrupt(argv(ckpt, "sft", out), trainer / "checkpoint-4", signal.SIGUSR1)
+    stopped = interrupt(argv(ckpt, "sft", out), new_checkpoint(out, at_least=4), signal.SIGUSR1)
     assert stopped.returncode == 75, stopped.stderr[-3000:]
     assert "stopped by SIGUSR1" in stopped.stderr and "rerun the same command" in stopped.stderr
     assert not out.exists()                                    # nothing looks finished
@@ -118,7 +131,7 @@ def test_sft_survives_kills_and_a_signal_and_ends_as_an_uninterrupted_run(ckpt, 
 def test_gkd_stopped_by_sigterm_resumes_with_the_same_on_policy_draws(ckpt, tmp_path):
     reference, out = tmp_path / "reference", tmp_path / "interrupted"
     assert run(argv(ckpt, "gkd", reference)).returncode == 0
-    stopped = interrupt(argv(ckpt, "gkd", out), partial(out) / "trainer" / "checkpoint-2", signal.SIGTERM)
+    stopped = interrupt(argv(ckpt, "gkd", out), new_checkpoint(out), signal.SIGTERM)
     assert stopped.returncode == 75 and "stopped by SIGTERM" in stopped.stderr, stopped.stderr[-3000:]
     resumed = run(argv(ckpt, "gkd", out))
     assert resumed.returncode == 0 and "resuming from" in resumed.stderr, resumed.stderr[-3000:]
@@ -162,7 +175,7 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint_kept(ckpt, tmp_path
 
 def test_a_corrupt_checkpoint_is_one_line(ckpt, tmp_path):
     out = tmp_path / "corrupt"
-    assert interrupt(argv(ckpt, "sft", out), partial(out) / "trainer" / "checkpoint-2",
+    assert interrupt(argv(ckpt, "sft", out), new_checkpoint(out),
                      signal.SIGUSR1).returncode == 75
     (saved,) = (partial(out) / "trainer").glob("checkpoint-*")
     blob = saved / "model.safetensors"

@@ -86,11 +86,17 @@ def no_snakemake_left(request):
             proc.wait()
 
 
-def checkpointing_world(results: Path) -> Path:
-    """The smoke world, checkpointing every 2 steps (same name, so the same world and data)."""
-    world = results.parent / "smoke-ckpt.yaml"
+# Epochs per size: ~75 optimizer steps each, time enough to interrupt a training on any machine.
+EPOCHS = {"20k": 6, "40k": 3, "full": 1}
+
+
+def checkpointing_world(results: Path, size: str) -> Path:
+    """The smoke world, checkpointing every 2 steps, with EPOCHS[size] epochs (same name, so the
+    same world and data)."""
+    world = results.parent / f"smoke-ckpt-{size}.yaml"
     text = (REPO / "workflow" / "config" / "smoke.yaml").read_text()
-    world.write_text(text.replace("logging_steps: 2", "logging_steps: 2\n  save_steps: 2"))
+    text = text.replace("logging_steps: 2", "logging_steps: 2\n  save_steps: 2")
+    world.write_text(text.replace("  epochs: 2\n", f"  epochs: {EPOCHS[size]}\n", 1))
     return world
 
 
@@ -101,12 +107,12 @@ def start_training(request, slurm, results, size: str, *extra: str):
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     target = results / "smoke" / "models" / "1b" / "sft" / "general" / size / "run.json"
     cmd = [SNAKEMAKE, str(target), "--profile", "tests/slurm/profile", "--rerun-triggers", "mtime",
-           "--config", f"world={checkpointing_world(results)}", f"results={results}", *extra]
+           "--config", f"world={checkpointing_world(results, size)}", f"results={results}", *extra]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     request.node.background.append(proc)
     trainer = target.parent.parent / f".{size}.partial" / "trainer"
     deadline = time.time() + 600
-    while not (trainer / "checkpoint-2").exists():
+    while not any(trainer.glob("checkpoint-*")):
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-4000:]
         time.sleep(0.2)
     running = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], env=env, capture_output=True,
@@ -116,10 +122,11 @@ def start_training(request, slurm, results, size: str, *extra: str):
 
 
 def all_steps(manifest: Path) -> bool:
-    """The run trained every step of its 2 epochs (smoke: micro-batches of 4, 2 per step)."""
-    m = json.loads(manifest.read_text())["metrics"]
+    """The run trained every step of its epochs (smoke: micro-batches of 4, 2 per step)."""
+    run = json.loads(manifest.read_text())
+    m, epochs = run["metrics"], run["config"]["train"]["epochs"]
     batches = -(-(m["rows"] - m["rows_dropped_too_long"]) // 4)
-    return m["steps"] == 2 * -(-batches // 2)
+    return m["steps"] == epochs * -(-batches // 2)
 
 
 def failed_then_rerun(proc, env, cmd, target) -> None:
