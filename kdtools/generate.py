@@ -202,6 +202,8 @@ def generate(model_dir: str, prompts: list[list[dict]], out_dir: Path, sampling:
         raise KdError(f"{out_dir} holds generations of another model/sampling/prompt set: remove it "
                       "or choose another output folder")
     manifest.atomic_write_json(spec_file, spec)
+    for debris in shard_dir.glob(".shard-*.tmp"):  # a temp file a kill -9 left mid-write
+        debris.unlink(missing_ok=True)
 
     plan = list(_shards(len(prompts), sampling.shard_size))
     todo = [s for s in plan if not (shard_dir / f"shard-{s[0]:05d}.jsonl").is_file()]
