@@ -74,6 +74,19 @@ def tulu_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def other_tokenizer_model(folder: Path) -> Path:
+    """A tiny Llama whose tokenizer is not the smoke world's (a teacher of another family)."""
+    from transformers import LlamaForCausalLM
+
+    from kdtools.toy.pretrain import llama_config
+    from kdtools.toy.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(["a completely different corpus of text"] * 50, vocab_size=300)
+    LlamaForCausalLM(llama_config(tokenizer, 32, 1, 64, 128)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def write_jsonl(path: Path, rows: list) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

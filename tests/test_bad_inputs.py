@@ -14,41 +14,25 @@ import pytest
 from typer.testing import CliRunner
 
 from kdtools.cli import app
-from tests.conftest import REPO, one_line_error, tulu_rows, write_jsonl
+from tests.conftest import REPO, one_line_error, other_tokenizer_model, tulu_rows, write_jsonl
 
 SMOKE = (REPO / "workflow" / "config" / "smoke.yaml").read_text()
 ONE_ROW = tulu_rows(1)
 
 
 def jsonl(tmp: Path, name: str, text: str) -> str:
+    """A file of this text (JSONL or a world YAML) in the test's folder."""
     path = tmp / name
     path.write_text(text)
     return str(path)
 
 
-def world_file(tmp: Path, name: str, text: str) -> str:
-    return jsonl(tmp, name, text)
-
-
-def finished_elsewhere(root: Path, tmp: Path) -> str:
+def finished_elsewhere(tmp: Path) -> str:
     """An output folder holding a finished run of another config."""
     out = tmp / "finished"
     out.mkdir()
     (out / "run.json").write_text(json.dumps({"verb": "sft", "config_hash": "another"}))
     return str(out)
-
-
-def other_tokenizer_teacher(root: Path, tmp: Path) -> str:
-    from transformers import LlamaForCausalLM
-
-    from kdtools.toy.pretrain import llama_config
-    from kdtools.toy.tokenizer import train_tokenizer
-
-    tokenizer = train_tokenizer(["a completely different corpus of text"] * 50, vocab_size=300)
-    other = tmp / "other-teacher"
-    LlamaForCausalLM(llama_config(tokenizer, 32, 1, 64, 128)).save_pretrained(other)
-    tokenizer.save_pretrained(other)
-    return str(other)
 
 
 # id -> (arguments after `kdtools --world smoke --results ROOT`, built by a function of (root, tmp)
@@ -68,10 +52,10 @@ CATALOGUE = {
                                   ["size 10k needs 50 rows", "has only 1", "choose a smaller size"]),
     "unknown world": (lambda r, t: ["--world", "papr", "sft", "--model", "1b", "--data", "10k"],
                       ["unknown world 'papr'", "paper, toy, smoke"]),
-    "world file that does not parse": (lambda r, t: ["--world", world_file(t, "w.yaml", "world: smoke\nmodels: [1b\n"),
+    "world file that does not parse": (lambda r, t: ["--world", jsonl(t, "w.yaml", "world: smoke\nmodels: [1b\n"),
                                                      "sft", "--model", "1b", "--data", "10k"],
                                        ["is not valid YAML", "fix the syntax"]),
-    "misspelt config key": (lambda r, t: ["--world", world_file(t, "w.yaml", SMOKE.replace("  weight_decay:", "  weight_decy:")),
+    "misspelt config key": (lambda r, t: ["--world", jsonl(t, "w.yaml", SMOKE.replace("  weight_decay:", "  weight_decy:")),
                                           "sft", "--model", "1b", "--data", "10k"],
                             ["unknown key 'weight_decy'", "check the spelling", "weight_decay"]),
     "unknown model alias": (lambda r, t: ["sft", "--model", "2b", "--data", "10k"],
@@ -103,10 +87,10 @@ CATALOGUE = {
     "init that is not a model": (lambda r, t: ["sft", "--model", "1b", "--data", "10k", "--init", str(t)],
                                  ["--init", "a model folder with a config.json"]),
     "finished run of another config at --out": (lambda r, t: ["sft", "--model", "1b", "--data", "10k", "--out",
-                                                              finished_elsewhere(r, t)],
+                                                              finished_elsewhere(t)],
                                                 ["holds a finished run with a different config", "--force"]),
     "teacher and student tokenizers differ": (lambda r, t: ["gkd", "--student", "1b", "--data", "10k", "--init", "base",
-                                                            "--teacher", other_tokenizer_teacher(r, t)],
+                                                            "--teacher", str(other_tokenizer_model(t / "other-teacher"))],
                                               ["tokenizers differ", "same model family"]),
     "mix without synthetic data": (lambda r, t: ["gkd", "--student", "1b", "--data", "full", "--task", "arc",
                                                  "--method", "mix"], ["--method mix", "--synthetic SIZE"]),

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import kdtools
+from tests.conftest import kdtools, other_tokenizer_model
 
 pytestmark = pytest.mark.slow
 
@@ -135,14 +135,7 @@ def test_bad_options_are_one_line_exit_2(smoke_results, args, needle):
 
 def test_teacher_with_another_tokenizer_is_refused(prerequisites, tmp_path):
     """A teacher whose vocabulary differs would make GKD silently wrong: refused before loading."""
-    from kdtools.toy.pretrain import llama_config
-    from kdtools.toy.tokenizer import train_tokenizer
-    from transformers import LlamaForCausalLM
-
-    tokenizer = train_tokenizer(["a completely different corpus of text"] * 50, vocab_size=300)
-    other = tmp_path / "other-teacher"
-    LlamaForCausalLM(llama_config(tokenizer, 32, 1, 64, 128)).save_pretrained(other)
-    tokenizer.save_pretrained(other)
+    other = other_tokenizer_model(tmp_path / "other-teacher")
     proc = kdtools("gkd", "--student", "1b", "--data", "10k", "--teacher", str(other),
                    results=prerequisites, check=False)
     assert proc.returncode == 2 and "tokenizers differ" in proc.stderr
