@@ -1,6 +1,7 @@
 # kdtools: the README's two commands.
 #   make demo    builds the toy world and runs the workflow on it (CPU, minutes)
 #   make test    runs the offline, CPU-only test suite
+# (`make demo-all` runs every table and figure of the toy world: about an hour on 2 cores.)
 # Both run `setup` first: a .venv with the package and its dev extra.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -14,7 +15,7 @@ CPU_TORCH ?= torch==2.13.0
 export DS_BUILD_OPS := 0
 export TRL_EXPERIMENTAL_SILENCE := 1
 
-.PHONY: setup demo test lint clean-demo
+.PHONY: setup demo demo-all test lint clean-demo
 
 setup: $(STAMP)
 
@@ -34,7 +35,11 @@ $(STAMP): pyproject.toml
 # The rules call `kdtools` from PATH (the cluster's env, or --use-conda's): put the venv's first.
 demo: setup
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/snakemake --profile profiles/local demo --config world=toy
-	@echo "demo: tables in results/toy/tables/, figures in results/toy/figures/, models and evals beside them"
+	@echo "demo: tables in results/toy/demo/tables/, figures in results/toy/demo/figures/, models and evals in results/toy/"
+
+demo-all: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/snakemake --profile profiles/local all_tables --config world=toy
+	@echo "demo-all: tables in results/toy/tables/, figures in results/toy/figures/, models and evals in results/toy/"
 
 test: setup
 	$(PY) -m pytest -q

@@ -15,16 +15,14 @@ include: "workflow/rules/eval.smk"
 
 
 # Targets: every cell's evaluation (its model, teacher, init and data come along through the
-# rules). `demo` is the toy world's Table 3 on the short ladder.
-# What `report` waits for: the demo's cells or the whole grid (config report_scope).
-EVALS_FOR_REPORT = demo_targets() if report_scope() == "demo" else sorted(
-    {f for files in grid().values() for f in files})
+# rules). `all_tables` ends with the report of the whole grid; `demo` (the quick look: Table 3
+# on the toy world's ladder) with its own report in <results>/<world>/demo/.
 
 
 rule all_tables:
     localrule: True
     input:
-        sorted({f for files in grid().values() for f in files}),
+        all_evals(),
         REPORT,
 
 
@@ -32,7 +30,7 @@ rule demo:
     localrule: True
     input:
         demo_targets(),
-        REPORT,
+        DEMO_REPORT,
 
 
 for _name, _files in grid().items():

@@ -294,12 +294,16 @@ def report(
         typer.Option("--results", help="A results root (the world folder is then `DIR/<world>`) or a world "
                      "folder itself (one holding `evals/`); default: the global --results."),
     ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", help="Write tables/ and figures/ under this folder (default: the world folder)."),
+    ] = None,
     world: VerbWorld = None,
 ) -> None:
     """The paper's Tables 1-3 (markdown + CSV, printed here too) and Figures 1-5 (PNG) from the eval
     JSONs under `<results>/<world>/evals`; writes `tables/`, `figures/` and, last,
     `tables/report.json` beside it. A missing cell is '-'; W&B gets tables and figures when configured."""
-    _run("kdtools.report", world, None, results=results)
+    _run("kdtools.report", world, None, results=results, out=out)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -112,7 +112,7 @@ def resolve_student(world: World, student: str, task: str, size: str, init: str 
     variant = "" if init == "sft" else f"init-{paths.model_name(init)}"
     if init == "sft":
         folder = finished_sft(world, student, task, size) if task == GENERAL else \
-            finished_sft(world, student, GENERAL, "full")
+            finished_sft(world, student, GENERAL, world.grid.full)
         return str(folder), "sft", variant
     if init == "base":
         return world.resolve_model(student), "base", variant

@@ -7,7 +7,8 @@
 Which folder: DIR is `report --results`, else the global --results / KDTOOLS_RESULTS / ./results.
 If DIR/<world>/evals exists, the world folder is DIR/<world> (DIR is a results root, as for every
 other verb); otherwise, if DIR/evals exists, DIR itself is the world folder. Outputs go to
-<world folder>/tables/table{1,2,3}.{md,csv} and <world folder>/figures/fig{1..5}.png, each written
+<out>/tables/table{1,2,3}.{md,csv} and <out>/figures/fig{1..5}.png (<out> = --out, else the world
+folder), each written
 atomically; tables/report.json is written LAST (files, filled vs missing cells per table), so
 its existence means the report completed. W&B gets the tables and figures when configured.
 
@@ -63,15 +64,15 @@ GENERAL_VARIANTS = ("init-", "teacher-")
 @dataclass(frozen=True)
 class ReportJob:
     world: World
-    world_dir: Path      # <results>/<world>: evals/ is read, tables/ and figures/ are written
+    world_dir: Path      # <results>/<world>: evals/ is read
+    out_dir: Path        # tables/ and figures/ are written here (default: world_dir)
 
 
-def make_job(world: World, results: str | Path | None = None) -> ReportJob:
+def make_job(world: World, results: str | Path | None = None, out: str | Path | None = None) -> ReportJob:
     base = Path(results) if results else Path(world.results)
-    if (base / world.name / "evals").is_dir():
-        return ReportJob(world, base / world.name)
-    if (base / "evals").is_dir():
-        return ReportJob(world, base)
+    for world_dir in (base / world.name, base):
+        if (world_dir / "evals").is_dir():
+            return ReportJob(world, world_dir, Path(out) if out else world_dir)
     raise KdError(f"no eval results at {base / world.name / 'evals'}: run `kdtools --world {world.name} eval "
                   "--model ...` first, or pass --results <results root or world folder>")
 
@@ -250,12 +251,7 @@ def with_average(values: list) -> list:
     return [*values, mean(values)]
 
 
-def top_size(ladder: list[str]) -> str:
-    return "full" if "full" in ladder else ladder[-1]
-
-
-def table1(lk: Lookup, ladder: list[str]) -> Table:
-    top = top_size(ladder)
+def table1(lk: Lookup, top: str) -> Table:
     t = Table("table1", f"Table 1: 8b trained on the full data ({top}): SFT vs GKD vs SeqKD",
               ["Method", *GENERAL_HEADERS, "Average"], 1,
               f"Scores 0-100. KD rows distil from T_s (70b SFT'd on the same data). {AVERAGE_NOTE} "
@@ -317,9 +313,9 @@ def table3(lk: Lookup, ladder: list[str]) -> Table:
 
 # ---------------------------------------------------------------- figures' data
 
-def figure_data(lk: Lookup, ladder: list[str]) -> dict:
-    """What each figure plots, as plain lists (None = no eval): figures.py only draws."""
-    top = top_size(ladder)
+def figure_data(lk: Lookup, ladder: list[str], top: str) -> dict:
+    """What each figure plots, as plain lists (None = no eval): figures.py only draws. `top` is the
+    size standing for the full data (the world's grid.full)."""
 
     def avg(rec):
         return mean([None if rec is None else rec.metrics.get(m) for m in GENERAL])
@@ -356,8 +352,8 @@ def figure_data(lk: Lookup, ladder: list[str]) -> dict:
 # ---------------------------------------------------------------- run
 
 def world_ladder(job: ReportJob, records: list[Record]) -> list[str]:
-    """The world's data sizes in config order, then any other general size found in the evals."""
-    ladder = list(job.world.data.sizes)
+    """The world's ladder (grid.sizes) in config order, then any other general size found in the evals."""
+    ladder = list(job.world.grid.sizes)
     extra = {r.size for r in records if r.task == "general" and r.method != "base" and r.size not in ladder}
     return ladder + sorted(extra, key=lambda s: (figures.size_value(s) is None, figures.size_value(s) or 0, s))
 
@@ -390,8 +386,8 @@ def run(job: ReportJob) -> dict:
     records = load_evals(job.world_dir / "evals")
     ladder = world_ladder(job, records)
     lk = Lookup(records)
-    tables = [table1(lk, ladder), table2(lk), table3(lk, ladder)]
-    tables_dir, figures_dir = job.world_dir / "tables", job.world_dir / "figures"
+    tables = [table1(lk, job.world.grid.full), table2(lk), table3(lk, ladder)]
+    tables_dir, figures_dir = job.out_dir / "tables", job.out_dir / "figures"
     written, summary = [], {}
     for t in tables:
         for ext, text in (("md", t.markdown()), ("csv", t.csv())):
@@ -403,7 +399,7 @@ def run(job: ReportJob) -> dict:
         summary[t.name] = {"title": t.title, "rows": len(t.rows), "cells": t.filled + t.missing,
                            "filled": t.filled, "missing": t.missing}
     pngs, points = {}, {}
-    for name, data in figure_data(lk, ladder).items():
+    for name, data in figure_data(lk, ladder, job.world.grid.full).items():
         pngs[name] = figures_dir / f"{name}.png"
         points[name] = figures.draw(name, data, pngs[name])
         written.append(f"figures/{name}.png")

@@ -67,7 +67,7 @@ def resolve_init(world: World, model: str, task: str, init: str | None) -> tuple
     if init == "base":
         return world.resolve_model(model), "base", variant
     if init == "sft":
-        return str(finished_sft(world, model, GENERAL, "full")), "sft", variant
+        return str(finished_sft(world, model, GENERAL, world.grid.full)), "sft", variant
     folder = Path(init)
     if not (folder / "config.json").is_file():
         raise KdError(f"--init {init}: not 'base', 'sft' or a model folder with a config.json")

@@ -172,7 +172,7 @@ def make_job(world: World, task: str, n: str, out: Path | None = None, generator
 def resolve_generator(world: World, generator: str) -> str:
     """An alias -> the folder of its finished full-data general SFT; a model folder -> itself."""
     if generator in world.models:
-        return str(finished_sft(world, generator, GENERAL, "full"))
+        return str(finished_sft(world, generator, GENERAL, world.grid.full))
     if (Path(generator) / "config.json").is_file():
         return str(Path(generator))
     raise KdError(f"unknown generator '{generator}': use a model alias ({', '.join(world.models)}) "

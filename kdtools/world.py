@@ -65,6 +65,14 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
+class GridSpec:
+    """Which cells the workflow runs (world key `grid`): the paper's by default, fewer in toy worlds."""
+    sizes: tuple[str, ...]               # the general ladder of Table 3 / Figures 1-2
+    full: str                            # the size standing for "full data" (Table 1, Figure 3, inits)
+    synthetic: tuple[str, ...]           # Figure 5's synthetic sizes, smallest first
+
+
+@dataclass(frozen=True)
 class World:
     name: str
     file: Path
@@ -80,6 +88,7 @@ class World:
     synth: dict                          # synthetic inputs / annotation settings (domain tasks)
     tasks: dict                          # domain task -> {train, dev, test} sources; {} = toy files
     toy: dict | None
+    grid: GridSpec
     raw: dict                            # the validated YAML, for provenance
 
     @property
@@ -185,5 +194,24 @@ def load_world(world: str, results: str | Path | None = None) -> World:
         synth=dict(raw.get("synth") or {}),
         tasks=dict(raw.get("tasks") or {}),
         toy=raw.get("toy"),
+        grid=grid_spec(raw, file),
         raw=raw,
     )
+
+
+def grid_spec(raw: dict, file: Path) -> GridSpec:
+    """The world's `grid` with the paper's defaults; a label its data or synth sizes lack is an error."""
+    grid = raw.get("grid") or {}
+    data_sizes = list(raw["data"]["sizes"])
+    synth_sizes = dict((raw.get("synth") or {}).get("sizes") or {})
+    sizes = tuple(grid.get("sizes") or data_sizes)
+    full = grid.get("full") or "full"
+    synthetic = tuple(grid.get("synthetic") or synth_sizes)
+    for key, labels, known, section in (("sizes", sizes, data_sizes, "data.sizes"),
+                                        ("full", (full,), data_sizes, "data.sizes"),
+                                        ("synthetic", synthetic, synth_sizes, "synth.sizes")):
+        for label in labels:
+            if label not in known:
+                raise KdError(f"{file}: grid.{key} names '{label}', which {section} does not define: "
+                              f"use one of {', '.join(known) or '(none)'} or add it under {section}")
+    return GridSpec(sizes, full, tuple(sorted(synthetic, key=lambda k: synth_sizes[k] or 0)))

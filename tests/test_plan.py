@@ -95,7 +95,7 @@ def test_toy_demo_is_costed_on_the_cpu(tmp_path):
     out = plan_json(tmp_path, "demo", world="smoke")
     assert out["gpu"] == "cpu"
     assert {r: v["jobs"] for r, v in out["rules"].items()} == {
-        "toy_world": 1, "data": 1, "sft": 8, "gkd": 6, "eval": 12, "report": 1}
+        "toy_world": 1, "data": 1, "sft": 8, "gkd": 6, "eval": 12, "report_demo": 1}
     assert all(j["gpus"] in (0, 1) for j in out["jobs"])
 
 

@@ -268,5 +268,20 @@ def test_world_folder_as_results_and_empty_grid(tmp_path, monkeypatch):
     assert all(f["points"] == 0 for f in summary["figures"].values())
     assert summary["wandb"] is None
     _, t3 = read_csv(world_dir / "tables" / "table3.csv")
-    assert t3[("8b", "full", "GKD-SFT")]["Average"] == "-"
+    assert list(t3)[:3] == [("1b", "10k", "SFT"), ("1b", "10k", "GKD"), ("1b", "10k", "GKD-SFT")]
+    assert t3[("8b", "20k", "GKD-SFT")]["Average"] == "-"  # the world's grid ladder, even when empty
     assert (world_dir / "figures" / "fig5.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_out_puts_tables_and_figures_elsewhere(tmp_path, monkeypatch):
+    """`--out DIR` (the workflow's demo report): the same report under DIR, the world folder's
+    own tables untouched."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    world_dir = tmp_path / "results" / WORLD
+    write_grid(world_dir)
+    result = invoke("--results", str(tmp_path / "results"), "report", "--out", str(tmp_path / "demo"))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "demo" / "tables" / "report.json").read_text())
+    assert summary["tables"]["table1"]["filled"] > 0 and summary["world_dir"] == str(world_dir)
+    assert (tmp_path / "demo" / "figures" / "fig2.png").read_bytes()[:8] == PNG_MAGIC
+    assert not (world_dir / "tables").exists() and not (world_dir / "figures").exists()

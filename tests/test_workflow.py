@@ -82,8 +82,36 @@ def test_toy_demo_dry_run_builds_the_world_first(tmp_path):
     counts = job_counts(dry_run("demo", "smoke", tmp_path))
     # toy world, data, SFT of 3 students + the teacher and GKD of 3 students on 10k and 20k,
     # and the general-suite evaluation of the 12 student cells
-    assert counts == {"toy_world": 1, "data": 1, "sft": 8, "gkd": 6, "eval": 12, "report": 1,
-                      "demo": 1, "total": 30}
+    assert counts == {"toy_world": 1, "data": 1, "sft": 8, "gkd": 6, "eval": 12,
+                      "report_demo": 1, "demo": 1, "total": 30}
+
+
+def test_toy_grid_is_the_paper_grid_reduced(tmp_path):
+    """`make demo-all`: every table and figure on the toy world's grid (ladder 10k, 20k; "full" =
+    20k; synthetic 5k, 20k, 100k): the full-data cells reuse the 20k models instead of training
+    on every row."""
+    out = dry_run("all_tables", "toy", tmp_path)
+    assert job_counts(out) == {
+        "toy_world": 1, "data": 1, "data_task": 3, "synth": 3, "annotate": 3, "seqkd": 1,
+        "sft": 4 * 2 + 4 * 3,            # every model x (10k, 20k); + each model on each task
+        "gkd": 3 * 2 + 3 * 3,            # Table 3; Table 2's GKD column
+        "gkd_variant": 2 + 1,            # Figure 1's Base-S per size; Figure 3's 70b-it
+        "gkd_synthetic": 9 + 9 * 3,      # Table 2's Mix; Figure 5's two-stage (Table 2's at 100k)
+        "eval": 12 + 2 + 1 + 1 + 21 + 9 + 27,
+        "report": 1, "all_tables": 1, "total": 161}
+    assert "seqkd --student 8b --data 20k --task general" in out
+    assert "gkd --student 8b --data 20k --task general --teacher 70b-it" in out
+    assert " full" not in " ".join(line for line in out.splitlines() if "--task general" in line)
+    assert "synth --task arc --n 100k" in out
+
+
+def test_demo_report_is_its_own(tmp_path):
+    """`demo` ends with a report of its own cells in <world>/demo/; `all_tables`' report waits for
+    every cell, so neither writes the other's tables early."""
+    out = dry_run("demo", "toy", tmp_path)
+    demo_dir = tmp_path / "results" / "toy" / "demo"
+    assert f"report --out {demo_dir}" in out
+    assert "rule report:" not in out and "rule report_demo:" in out
 
 
 def test_slurm_profile_dry_run(tmp_path):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from kdtools.errors import KdError
-from kdtools.world import load_world, validate_world_dict
+from kdtools.world import config_dir, load_world, validate_world_dict
 
 PAPER_MODELS = {
     "1b": "meta-llama/Llama-3.2-1B",
@@ -96,3 +97,44 @@ def test_toy_source_language_is_the_generated_one(name):
 
     assert load_world(name).source_language == LANGUAGE
     assert load_world("paper").source_language == "Assamese"
+
+
+def test_grid_defaults_to_the_paper_and_toy_worlds_reduce_it(tmp_path):
+    paper = load_world("paper").grid
+    assert list(paper.sizes) == PAPER_LADDER and paper.full == "full"
+    assert list(paper.synthetic) == ["5k", "10k", "20k", "50k", "100k"]
+    toy = load_world("toy", tmp_path).grid
+    assert (list(toy.sizes), toy.full, list(toy.synthetic)) == (["10k", "20k"], "20k", ["5k", "20k", "100k"])
+    raw = yaml.safe_load((config_dir() / "paper.yaml").read_text())
+    del raw["grid"]
+    file = tmp_path / "nogrid.yaml"
+    file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert load_world(str(file)).grid == paper  # the same cells without the section
+
+
+@pytest.mark.parametrize("grid, names", [
+    ({"sizes": ["10k", "30k"]}, ["grid.sizes names '30k'", "data.sizes"]),
+    ({"full": "2000k"}, ["grid.full names '2000k'", "data.sizes"]),
+    ({"synthetic": ["7k"]}, ["grid.synthetic names '7k'", "synth.sizes"]),
+])
+def test_grid_label_the_world_lacks_is_one_line(tmp_path, grid, names):
+    raw = yaml.safe_load((config_dir() / "paper.yaml").read_text())
+    raw["grid"] = grid
+    file = tmp_path / "w.yaml"
+    file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(KdError) as err:
+        load_world(str(file))
+    assert "\n" not in str(err.value) and all(n in str(err.value) for n in names)
+
+
+def test_full_data_means_the_grids_full_size(tmp_path):
+    """In the toy world "full data" is grid.full (20k): a domain student's start and the synth
+    generator are the 20k general SFTs, and a missing one is named with the command that makes it."""
+    from kdtools import gkd, sft, synth
+
+    w = load_world("toy", tmp_path)
+    for call in (lambda: sft.resolve_init(w, "1b", "translation", None),
+                 lambda: gkd.resolve_student(w, "1b", "arc", "full", None),
+                 lambda: synth.resolve_generator(w, "70b")):
+        with pytest.raises(KdError, match=r"general 20k .*sft --model \w+ --data 20k"):
+            call()

@@ -35,8 +35,10 @@ try:
                          gpus_per_node=config.get("gpus_per_node", 8))
 except KdError as exc:
     raise WorkflowError(f"plan settings: {exc}")
-# Toy worlds train on the CPU of whatever runs them.
-TOY_RESOURCES = dict(gpu=0, nodes=1, cpus_per_task=2, mem_mb=4000, runtime=60)
+# Toy worlds train on the CPU of whatever runs them, one core per job: their steps are too small
+# to use a second thread well, so two jobs side by side finish 1.6x sooner than one after the
+# other with two threads each (measured on 2 cores; the weights come out bit-identical).
+TOY_RESOURCES = dict(gpu=0, nodes=1, cpus_per_task=1, mem_mb=4000, runtime=60)
 _RESOURCES = {}
 
 
@@ -89,6 +91,9 @@ def model_manifest(model, method, size, task="general", variant=""):
     return str(paths.model_dir(WORLD.results, W, model, method, task, size, variant) / paths.MANIFEST)
 
 
+# The size that stands for the paper's "full data" (Table 1, Figure 3, the domain students' and
+# the synth generator's start): "full" in the paper world, the top of the ladder in toy worlds.
+TOP = WORLD.grid.full
 TASKS = ["translation", "summarization", "arc"]
 SUITE_OF_TASK = {"general": "general", "translation": "translation", "summarization": "summarization",
                  "arc": "arc"}
@@ -108,15 +113,13 @@ def eval_cmd(wildcards):
 
 
 def sizes():
-    """The paper world's whole ladder; toy worlds a short one that runs on a CPU in minutes."""
-    if W == "paper":
-        return list(WORLD.data.sizes)
-    return [s for s in ("10k", "20k") if s in WORLD.data.sizes]  # the demo fits ~20 min on 2 cores
+    """The general ladder of Table 3 / Figures 1-2: the world's grid.sizes (the paper: every size)."""
+    return list(WORLD.grid.sizes)
 
 
 def synthetic_sizes():
-    """Synthetic set size labels, smallest first (nested subsets of one pool)."""
-    return sorted(WORLD.synth.get("sizes", {}), key=lambda k: WORLD.synth["sizes"][k])
+    """Figure 5's synthetic set sizes, smallest first (nested subsets of one pool)."""
+    return list(WORLD.grid.synthetic)
 
 
 def grid():
@@ -124,15 +127,15 @@ def grid():
     (each pulls its model, and that model's teacher, init, data and synthetic data, through
     the rules)."""
     ladder = sizes()
-    top = "full"
     syn = synthetic_sizes()
     syn_top = syn[-1] if syn else None
     table3 = [eval_of(s, m, n) for s in STUDENTS for n in ladder for m in ("sft", "gkd")]
     # Table 2 / Figure 4: domain tasks, students from their full-Tulu SFT; the task teacher row;
     # Mix and 2-Stage with the largest synthetic set (the paper's 100k)
-    table2 = ([eval_of(s, m, top, t) for t in TASKS for s in STUDENTS for m in ("sft", "gkd")]
-              + [eval_of(TEACHER, "sft", top, t) for t in TASKS]
-              + [eval_of(s, m, top, t, f"synthetic-{syn_top}") for t in TASKS for s in STUDENTS
+    # (a domain cell's size is its task data: always the whole training split, "full")
+    table2 = ([eval_of(s, m, "full", t) for t in TASKS for s in STUDENTS for m in ("sft", "gkd")]
+              + [eval_of(TEACHER, "sft", "full", t) for t in TASKS]
+              + [eval_of(s, m, "full", t, f"synthetic-{syn_top}") for t in TASKS for s in STUDENTS
                  for m in ("mix", "two_stage")] * bool(syn))
     return {
         # Table 3 / Figure 2: every student, every size, SFT vs GKD from the same-data teacher
@@ -142,33 +145,34 @@ def grid():
         "fig1": [eval_of("8b", "gkd", n, variant="init-base") for n in ladder]
         + [eval_of("8b", m, n) for n in ladder for m in ("sft", "gkd")],
         # Table 1: 8b on full data: SFT, GKD, SeqKD
-        "table1": [eval_of("8b", m, top) for m in ("sft", "gkd", "seqkd")],
+        "table1": [eval_of("8b", m, TOP) for m in ("sft", "gkd", "seqkd")],
         # Figure 3: GKD from the same-data teacher vs the strong instruction-tuned teacher
-        "fig3": [eval_of("8b", "gkd", top), eval_of("8b", "gkd", top, variant="teacher-70b-it")],
+        "fig3": [eval_of("8b", "gkd", TOP), eval_of("8b", "gkd", TOP, variant="teacher-70b-it")],
         "table2": table2,
         "fig4": table2,
         # Figure 5: two-stage KD with 5k ... 100k synthetic inputs
-        "fig5": [eval_of(s, "two_stage", top, t, f"synthetic-{n}") for t in TASKS for s in STUDENTS for n in syn],
+        "fig5": [eval_of(s, "two_stage", "full", t, f"synthetic-{n}") for t in TASKS for s in STUDENTS for n in syn],
     }
 
 
 def demo_targets():
-    """The toy demo (`make demo`): Table 3's cells, SFT and GKD of every student on the short
-    ladder. The full-data cells (Tables 1, Figure 3) are `all_tables`: longer on a CPU."""
+    """The quick demo (`make demo`, ~20 min on 2 CPU cores): Table 3's cells, SFT and GKD of
+    every student on the world's ladder. `make demo-all` is `all_tables`: every table and figure."""
     return grid()["table3"]
 
 
+def all_evals():
+    """Every cell of every table and figure, once."""
+    return sorted({f for files in grid().values() for f in files})
+
+
 REPORT = str(WORLD.results / W / "tables" / "report.json")
-
-
-def report_scope():
-    """'demo' (toy worlds' default: the tables of the demo's cells) or 'all' (the whole grid)."""
-    return config.get("report_scope") or ("demo" if WORLD.toy else "all")
+DEMO_REPORT = str(WORLD.results / W / "demo" / "tables" / "report.json")
 
 
 def init_sft(wildcards):
     """SFT-S: the student's SFT on the same data (general) or its full-data SFT (domain tasks)."""
-    size = wildcards.size if wildcards.task == "general" else "full"
+    size = wildcards.size if wildcards.task == "general" else TOP
     return model_manifest(wildcards.student, "sft", size)
 
 
@@ -181,7 +185,7 @@ def sft_inputs(wildcards):
     """Domain-task SFT starts from the model's full-data general SFT (the paper's students)."""
     needs = [task_data(wildcards)]
     if wildcards.task != "general":
-        needs.append(model_manifest(wildcards.model, "sft", "full"))
+        needs.append(model_manifest(wildcards.model, "sft", TOP))
     return needs
 
 

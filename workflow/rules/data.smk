@@ -65,7 +65,7 @@ rule data_task:
 rule synth:
     input:
         data=lambda wc: data_manifest(wc.task),
-        generator=lambda wc: model_manifest(WORLD.synth.get("generator", TEACHER), "sft", "full"),
+        generator=lambda wc: model_manifest(WORLD.synth.get("generator", TEACHER), "sft", TOP),
     output:
         f"{RESULTS}/{W}/data/synth/{{task}}/{paths.MANIFEST}",
     log:

@@ -28,11 +28,11 @@ rule eval:
         "{params.cmd} > {log} 2>&1"
 
 
-# Tables and figures from whatever evaluations exist; a missing cell is a dash. Re-run after a
-# target adds evaluations (`snakemake report -f` or any target that lists it).
+# Tables and figures from whatever evaluations exist; a missing cell is a dash. `report` waits
+# for the whole grid; `report_demo` for the demo's cells and writes to <results>/<world>/demo/.
 rule report:
     input:
-        lambda wc: EVALS_FOR_REPORT,
+        all_evals(),
     output:
         REPORT,
     log:
@@ -44,3 +44,20 @@ rule report:
         "../../envs/kdtools.yaml"
     shell:
         "{params.kd} report > {log} 2>&1"
+
+
+rule report_demo:
+    input:
+        demo_targets(),
+    output:
+        DEMO_REPORT,
+    log:
+        f"{RESULTS}/{W}/logs/report-demo.log",
+    localrule: True
+    params:
+        kd=shlex.join(["kdtools", *GLOBAL_ARGS]),
+        out=lambda wc, output: str(Path(output[0]).parent.parent),  # <out>/tables/report.json
+    conda:
+        "../../envs/kdtools.yaml"
+    shell:
+        "{params.kd} report --out {params.out} > {log} 2>&1"

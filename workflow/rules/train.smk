@@ -122,7 +122,7 @@ rule seqkd:
 rule gkd_synthetic:
     input:
         data=lambda wc: data_manifest(wc.task),
-        init=lambda wc: model_manifest(wc.student, "sft", "full"),
+        init=lambda wc: model_manifest(wc.student, "sft", TOP),
         teacher=lambda wc: model_manifest(TEACHER, "sft", "full", wc.task),
         annotated=lambda wc: annotated_manifest(wc.task),
     output:
