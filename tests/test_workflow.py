@@ -168,3 +168,35 @@ def test_real_run_of_one_cell_then_nothing_to_do(tmp_path):
     assert ran == ["eval", "gkd", "sft"], redo.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     assert teacher.is_file()
+
+
+@pytest.mark.slow
+def test_real_run_of_a_two_stage_cell(tmp_path):
+    """The synthetic-data chain for real with the local profile: the 70b's general SFT writes
+    inputs (synth), the task teacher answers them (annotate), the student trains two-stage from
+    its general SFT (gkd_synthetic) and is evaluated on the task; then `report` fills that cell."""
+    results = tmp_path / "results"
+    target = results / "smoke" / "evals" / "1b" / "two_stage" / "arc" / "full+synthetic-5k" / "arc.json"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "WANDB_MODE": "disabled"}
+    cmd = [SNAKEMAKE, str(target), "--profile", "profiles/local", "--config", "world=smoke",
+           f"results={results}"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ran = sorted(re.findall(r"^(?:local)?rule (\w+):", proc.stdout + proc.stderr, re.M))
+    # SFTs: the student's and the 70b's general ones (init, generator), the 70b's on arc (teacher)
+    assert ran == ["annotate", "data", "data_task", "eval", "gkd_synthetic", "sft", "sft", "sft",
+                   "synth", "toy_world"], ran
+    import json
+
+    result = json.loads(target.read_text())
+    assert (result["method"], result["synthetic"], result["task"]) == ("two_stage", "5k", "arc")
+    assert 0 <= result["metrics"]["accuracy"] <= 100
+    pool = results / "smoke" / "data" / "annotated" / "arc" / "70b" / "10k" / "run.json"
+    assert pool.is_file()  # the whole pool (the grid's largest size) is annotated once
+    kd = [SNAKEMAKE.replace("snakemake", "kdtools"), "--world", "smoke", "--results", str(results), "report"]
+    assert subprocess.run(kd, capture_output=True, text=True, env=env).returncode == 0
+    table2 = (results / "smoke" / "tables" / "table2.csv").read_text().splitlines()
+    row = next(r.split(",") for r in table2 if r.startswith("1b,"))
+    header = table2[0].split(",")
+    assert row[header.index("ARC-Challenge 2-Stage")] == f"{result['metrics']['accuracy']:.2f}"

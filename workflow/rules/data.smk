@@ -26,9 +26,9 @@ rule data:
         data_manifest(),
     log:
         f"{RESULTS}/{W}/logs/data.log",
-    threads: 2 if WORLD.toy else 4
+    threads: 1 if WORLD.toy else 4
     resources:
-        cpus_per_task=2 if WORLD.toy else 4,       # Tulu 3 (939k rows) is read in memory
+        cpus_per_task=1 if WORLD.toy else 4,       # Tulu 3 (939k rows) is read in memory
         mem_mb=4000 if WORLD.toy else 32000,
         runtime=60,
     params:
@@ -48,9 +48,9 @@ rule data_task:
         f"{RESULTS}/{W}/logs/data-{{task}}.log",
     wildcard_constraints:
         task="translation|summarization|arc",
-    threads: 2
+    threads: 1  # a few thousand rows converted: one core, so it never waits for a second one to free up
     resources:
-        cpus_per_task=2,
+        cpus_per_task=1,
         mem_mb=8000,
         runtime=30,
     params:
