@@ -1,7 +1,7 @@
 # kdtools: the README's two commands.
 #   make demo    builds the toy world and runs the workflow on it (CPU, minutes)
 #   make test    runs the offline, CPU-only test suite
-# (`make demo-all` runs every table and figure of the toy world: about an hour on 2 cores.)
+# (`make demo-all` runs every table and figure of the toy world: ~43 min on 2 cores.)
 # Both run `setup` first: a .venv with the package and its dev extra.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
