@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import kdtools
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
@@ -194,8 +196,7 @@ def test_real_run_of_a_two_stage_cell(tmp_path):
     assert 0 <= result["metrics"]["accuracy"] <= 100
     pool = results / "smoke" / "data" / "annotated" / "arc" / "70b" / "10k" / "run.json"
     assert pool.is_file()  # the whole pool (the grid's largest size) is annotated once
-    kd = [SNAKEMAKE.replace("snakemake", "kdtools"), "--world", "smoke", "--results", str(results), "report"]
-    assert subprocess.run(kd, capture_output=True, text=True, env=env).returncode == 0
+    kdtools("report", results=results, env={"WANDB_MODE": "disabled"})
     table2 = (results / "smoke" / "tables" / "table2.csv").read_text().splitlines()
     row = next(r.split(",") for r in table2 if r.startswith("1b,"))
     header = table2[0].split(",")

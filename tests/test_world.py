@@ -99,17 +99,22 @@ def test_toy_source_language_is_the_generated_one(name):
     assert load_world("paper").source_language == "Assamese"
 
 
+def paper_with(tmp_path, **keys) -> str:
+    """paper.yaml with top-level keys replaced (None removes one), written to a file -> its path."""
+    raw = yaml.safe_load((config_dir() / "paper.yaml").read_text())
+    raw.update(keys)
+    file = tmp_path / "world.yaml"
+    file.write_text(yaml.safe_dump({k: v for k, v in raw.items() if v is not None}, sort_keys=False))
+    return str(file)
+
+
 def test_grid_defaults_to_the_paper_and_toy_worlds_reduce_it(tmp_path):
     paper = load_world("paper").grid
     assert list(paper.sizes) == PAPER_LADDER and paper.full == "full"
     assert list(paper.synthetic) == ["5k", "10k", "20k", "50k", "100k"]
     toy = load_world("toy", tmp_path).grid
     assert (list(toy.sizes), toy.full, list(toy.synthetic)) == (["10k", "20k"], "20k", ["5k", "20k", "100k"])
-    raw = yaml.safe_load((config_dir() / "paper.yaml").read_text())
-    del raw["grid"]
-    file = tmp_path / "nogrid.yaml"
-    file.write_text(yaml.safe_dump(raw, sort_keys=False))
-    assert load_world(str(file)).grid == paper  # the same cells without the section
+    assert load_world(paper_with(tmp_path, grid=None)).grid == paper  # the same cells without the section
 
 
 @pytest.mark.parametrize("grid, names", [
@@ -118,12 +123,8 @@ def test_grid_defaults_to_the_paper_and_toy_worlds_reduce_it(tmp_path):
     ({"synthetic": ["7k"]}, ["grid.synthetic names '7k'", "synth.sizes"]),
 ])
 def test_grid_label_the_world_lacks_is_one_line(tmp_path, grid, names):
-    raw = yaml.safe_load((config_dir() / "paper.yaml").read_text())
-    raw["grid"] = grid
-    file = tmp_path / "w.yaml"
-    file.write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(KdError) as err:
-        load_world(str(file))
+        load_world(paper_with(tmp_path, grid=grid))
     assert "\n" not in str(err.value) and all(n in str(err.value) for n in names)
 
 

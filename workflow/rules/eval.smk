@@ -40,24 +40,17 @@ rule report:
     localrule: True
     params:
         kd=shlex.join(["kdtools", *GLOBAL_ARGS]),
+        out=lambda wc, output: str(Path(output[0]).parent.parent),  # <out>/tables/report.json
     conda:
         "../../envs/kdtools.yaml"
     shell:
-        "{params.kd} report > {log} 2>&1"
+        "{params.kd} report --out {params.out} > {log} 2>&1"
 
 
-rule report_demo:
+use rule report as report_demo with:
     input:
         demo_targets(),
     output:
         DEMO_REPORT,
     log:
         f"{RESULTS}/{W}/logs/report-demo.log",
-    localrule: True
-    params:
-        kd=shlex.join(["kdtools", *GLOBAL_ARGS]),
-        out=lambda wc, output: str(Path(output[0]).parent.parent),  # <out>/tables/report.json
-    conda:
-        "../../envs/kdtools.yaml"
-    shell:
-        "{params.kd} report --out {params.out} > {log} 2>&1"
