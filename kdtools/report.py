@@ -72,9 +72,18 @@ def make_job(world: World, results: str | Path | None = None, out: str | Path | 
     base = Path(results) if results else Path(world.results)
     for world_dir in (base / world.name, base):
         if (world_dir / "evals").is_dir():
-            return ReportJob(world, world_dir, Path(out) if out else world_dir)
+            return ReportJob(world, world_dir, writable_dir(Path(out)) if out else world_dir)
     raise KdError(f"no eval results at {base / world.name / 'evals'}: run `kdtools --world {world.name} eval "
                   "--model ...` first, or pass --results <results root or world folder>")
+
+
+def writable_dir(folder: Path) -> Path:
+    """--out: a folder that exists or can be made, checked before any eval is read."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KdError(f"--out {folder}: cannot make that folder ({exc.strerror}): pass a writable folder") from exc
+    return folder
 
 
 # ---------------------------------------------------------------- reading the evals

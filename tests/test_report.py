@@ -285,3 +285,6 @@ def test_out_puts_tables_and_figures_elsewhere(tmp_path, monkeypatch):
     assert summary["tables"]["table1"]["filled"] > 0 and summary["world_dir"] == str(world_dir)
     assert (tmp_path / "demo" / "figures" / "fig2.png").read_bytes()[:8] == PNG_MAGIC
     assert not (world_dir / "tables").exists() and not (world_dir / "figures").exists()
+    (tmp_path / "a-file").write_text("x")
+    one_line_error(invoke("--results", str(tmp_path / "results"), "report", "--out", str(tmp_path / "a-file")),
+                   "--out", "pass a writable folder")
