@@ -8,15 +8,11 @@ and a loss summed over accumulation steps then divided by the global count of tr
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 
+from kdtools.ranks import world_size as gpu_count  # ranks (processes) that share the batch
 from kdtools.world import TrainDefaults
-
-
-def gpu_count() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def trainer_kwargs(train: TrainDefaults, output_dir: Path, report_to: str, seed: int, run_name: str) -> dict:
