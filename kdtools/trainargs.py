@@ -8,6 +8,7 @@ and a loss summed over accumulation steps then divided by the global count of tr
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -49,6 +50,9 @@ def trainer_kwargs(train: TrainDefaults, output_dir: Path, report_to: str, seed:
         data_seed=seed,
         use_cpu=not cuda,
         dataloader_num_workers=0,
+        # DeepSpeed ZeRO-3 for the workflow's GPU ranks (kdtools.launch exports the packaged
+        # config); `accelerate launch --config_file ...zero3.yaml` configures it by itself.
+        deepspeed=os.environ.get("KDTOOLS_DEEPSPEED") or None,
     )
 
 
