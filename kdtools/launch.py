@@ -78,14 +78,12 @@ def from_resources(argv: list[str], resources) -> str:
     """The launch line for a Snakemake job's resources (as submitted, --set-resources included):
     `tasks_per_node` ranks on each of `nodes`, GPUs when `gres` asks for them. Several ranks need
     the `mpi` resource too, which tells the plugin to run the line as the job's own step."""
-    def get(key, default=None):
-        return resources[key] if key in resources.keys() else default
-
+    get = resources.get
     nodes, tasks = int(get("nodes", 1) or 1), int(get("tasks_per_node", 1) or 1)
-    if nodes * tasks > 1 and get("mpi") is None:
+    if nodes * tasks > 1 and get("mpi", None) is None:
         raise ValueError(f"{nodes} node(s) x {tasks} tasks need the resource mpi='srun' too (the plugin would "
                          "otherwise start this srun inside its own): --set-resources RULE:mpi=srun")
-    return launch_command(argv, nodes, tasks, get("cpus_per_task"), "gpu" in str(get("gres", "")))
+    return launch_command(argv, nodes, tasks, get("cpus_per_task", None), "gpu" in str(get("gres", "")))
 
 
 def main() -> None:  # pragma: no cover - thin argv wrapper

@@ -72,10 +72,7 @@ def test_the_launcher_prints_then_becomes_its_line():
 
 
 def test_the_launch_follows_the_submitted_resources():
-    class Res(dict):
-        def keys(self):
-            return super().keys()
-
+    Res = dict
     res = Res(nodes=1, tasks_per_node=2, mpi="srun", cpus_per_task=1, gres=None)
     assert "--tasks-per-node=2" in from_resources(["sft"], res)
     assert "--gpus" in from_resources(["sft"], Res(res, gres="gpu:2"))
