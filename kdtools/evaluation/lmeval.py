@@ -124,6 +124,8 @@ def evaluate(lm, benches: list[Benchmark], data_files: dict[str, Path], limit: i
             fewshot_as_multiturn=True, bootstrap_iters=0, random_seed=seed,
             numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
         )
+    if results is None:
+        return {}  # a data-parallel run's other ranks: lm-eval gathers the results on rank 0
     return {b.name: collect(b, results, leaves[b.name]) for b in benches}
 
 
