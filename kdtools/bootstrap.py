@@ -70,8 +70,8 @@ class Items:
         stats = np.asarray(stats, dtype=np.float64).reshape(len(ids), -1)
         order = sorted(range(len(ids)), key=ids.__getitem__)
         ids = tuple(ids[i] for i in order)
-        if any(a == b for a, b in zip(ids, ids[1:])):
-            dup = next(a for a, b in zip(ids, ids[1:]) if a == b)
+        dup = next((a for a, b in zip(ids, ids[1:], strict=False) if a == b), None)
+        if dup is not None:
             raise ValueError(f"{stratum}: item id {dup!r} appears more than once")
         return cls(stratum, ids, stats[order], statistic)
 
