@@ -71,16 +71,22 @@ def _err(d: dict) -> list[list[float]] | None:
     return [[max(0.0, d["delta"] - d["lo"])], [max(0.0, d["hi"] - d["delta"])]]
 
 
-def _delta_axes(ax, ylabel: str) -> None:
+def _delta_axes(ax, ylabel: str, bars: bool) -> None:
+    """The zero line, the label, and a legend of what filled and hollow/faded mean."""
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     ax.axhline(0, color="gray", linewidth=0.8, linestyle="--")
     ax.set_ylabel(ylabel, fontsize=8)
     ax.grid(alpha=0.3)
     color = COLORS["GKD"]
-    ax.legend(handles=[Line2D([], [], marker="o", color=color, linestyle="", label="CI excludes 0"),
-                       Line2D([], [], marker="o", color=color, markerfacecolor="white", linestyle="",
-                              label="CI includes 0 / none")], fontsize=6)
+    if bars:
+        handles = [Patch(color=color, label="CI excludes 0"), Patch(color=color, alpha=0.35, label="CI includes 0 / none")]
+    else:
+        handles = [Line2D([], [], marker="o", color=color, linestyle="", label="CI excludes 0"),
+                   Line2D([], [], marker="o", color=color, markerfacecolor="white", linestyle="",
+                          label="CI includes 0 / none")]
+    ax.legend(handles=handles, fontsize=6)
 
 
 def _delta_points(ax, labels: list[str], deltas: list, ylabel: str, xlabel: str) -> None:
@@ -98,7 +104,7 @@ def _delta_points(ax, labels: list[str], deltas: list, ylabel: str, xlabel: str)
     ax.set_xticks(xs, labels, rotation=45, fontsize=7)
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(xlabel)
-    _delta_axes(ax, ylabel)
+    _delta_axes(ax, ylabel, bars=False)
 
 
 def _delta_bars(ax, categories: list[str], deltas: list, ylabel: str) -> None:
@@ -110,7 +116,7 @@ def _delta_bars(ax, categories: list[str], deltas: list, ylabel: str) -> None:
                alpha=1.0 if d["marked"] else 0.35, edgecolor=COLORS["GKD"])
     ax.set_xticks(range(len(categories)), categories, fontsize=8)
     ax.set_xlim(-0.5, len(categories) - 0.5)
-    _delta_axes(ax, ylabel)
+    _delta_axes(ax, ylabel, bars=True)
 
 
 def _lines(ax, labels: list[str], series: dict, title: str, ylabel: str, xlabel: str) -> int:
