@@ -137,13 +137,18 @@ class Bootstrap:
             if it not in self._draws:
                 groups.setdefault(it.key(), []).append(it)
         for key, group in groups.items():
-            stats = np.concatenate([g.stats for g in group], axis=1)       # (n, sum k)
-            sums = self._resampled_sums(key, stats)                         # (resamples, sum k)
-            at = 0
+            # one column per distinct statistic (the means' all-ones counts once), then each
+            # Items' columns picked back out of the resampled sums
+            columns, where = [], {}
             for g in group:
-                k = g.stats.shape[1]
-                self._draws[g] = np.asarray(g.statistic(sums[:, at:at + k]), dtype=np.float64)
-                at += k
+                for col in g.stats.T:
+                    if col.tobytes() not in where:
+                        where[col.tobytes()] = len(columns)
+                        columns.append(col)
+            sums = self._resampled_sums(key, np.stack(columns, axis=1))      # (resamples, distinct)
+            for g in group:
+                picked = sums[:, [where[col.tobytes()] for col in g.stats.T]]
+                self._draws[g] = np.asarray(g.statistic(picked), dtype=np.float64)
 
     def _resampled_sums(self, key: tuple, stats: np.ndarray) -> np.ndarray:
         """(n, k) -> (resamples, k): each resample's summed stats, items drawn with replacement."""

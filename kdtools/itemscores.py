@@ -70,7 +70,9 @@ def chrf_stats(hypotheses: list[str], references: list[str]) -> np.ndarray:
 
 
 def item_id(row: dict) -> str:
-    target = json.dumps(row.get("target"), sort_keys=True, default=str, ensure_ascii=False)
+    target = row.get("target")
+    if not isinstance(target, str):
+        target = json.dumps(target, sort_keys=True, default=str, ensure_ascii=False)
     return f"{row.get('subtask')}/{row.get('doc_id')}/{hashlib.sha1(target.encode()).hexdigest()[:10]}"
 
 
@@ -92,10 +94,17 @@ def read_rows(path: Path) -> list[dict]:
         raise NoItems(f"{path} is unreadable ({exc})") from exc
 
 
-def metric_items(record: Record, metric: str, rows: list[dict]) -> Items:
-    """Items of one metric from the samples rows (see the module docstring's table)."""
+def by_benchmark(rows: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r.get("benchmark"), []).append(r)
+    return out
+
+
+def metric_items(record: Record, metric: str, rows: dict[str, list[dict]]) -> Items:
+    """Items of one metric from the samples rows, grouped by benchmark (see the module docstring)."""
     bench, info = benchmark_of(record, metric)
-    rows = [r for r in rows if r.get("benchmark") == bench]
+    rows = rows.get(bench, [])
     kind = POST_SCORED.get(info.get("task"), "lmeval")
     if kind == "lmeval":
         key, _, flt = (info.get("lm_eval_metric") or "").partition(",")
@@ -147,7 +156,7 @@ class ItemScores:
     def _read(self, record: Record) -> None:
         wanted = [m for m, v in record.metrics.items() if v is not None and (record.path, m) not in self._done]
         try:
-            rows = read_rows(record.samples)
+            rows = by_benchmark(read_rows(record.samples))
         except NoItems as exc:
             self._done.update({(record.path, m): str(exc) for m in wanted})
             return

@@ -13,7 +13,7 @@ import sacrebleu
 
 from kdtools.evalindex import Record
 from kdtools.evaluation import metrics
-from kdtools.itemscores import ItemScores, NoItems, chrf_statistic, chrf_stats, metric_items
+from kdtools.itemscores import ItemScores, NoItems, by_benchmark, chrf_statistic, chrf_stats, metric_items
 
 
 def record(tmp_path: Path, metrics_: dict, benchmarks: dict, rows: list[dict] | None) -> Record:
@@ -48,7 +48,7 @@ def test_drfr_items_pool_requirements(tmp_path):
             for i, q in enumerate(reqs)]
     rec = record(tmp_path, {"infobench": metrics.drfr(reqs)},
                  {"infobench": {"task": "kd_infobench", "metrics": ["infobench"]}}, rows)
-    items = metric_items(rec, "infobench", rows)
+    items = metric_items(rec, "infobench", by_benchmark(rows))
     assert items.n == 3 and items.value == pytest.approx(100 * 5 / 9)   # not the mean of per-prompt ratios
 
 
@@ -63,20 +63,20 @@ def test_the_metrics_filter_is_used(tmp_path):
     rows = lmeval_rows("gpqa", "exact_match", {"strict-match": [0, 0, 0, 1], "flexible-extract": [1, 1, 0, 1]})
     info = {"gpqa": {"task": "gpqa_main_cot_zeroshot", "metrics": ["gpqa"],
                      "lm_eval_metric": "exact_match,flexible-extract"}}
-    items = metric_items(record(tmp_path, {"gpqa": 75.0}, info, rows), "gpqa", rows)
+    items = metric_items(record(tmp_path, {"gpqa": 75.0}, info, rows), "gpqa", by_benchmark(rows))
     assert items.n == 4 and items.value == 75.0
     old = lmeval_rows("gpqa", "exact_match", {"a": [0, 0, 0, 1], "b": [1, 1, 0, 1]}, with_filter=False)
     with pytest.raises(NoItems, match="holds some items twice"):
-        metric_items(record(tmp_path, {"gpqa": 75.0}, info, old), "gpqa", old)
+        metric_items(record(tmp_path, {"gpqa": 75.0}, info, old), "gpqa", by_benchmark(old))
 
 
 def test_refusals_say_why(tmp_path):
     info = {"bbh": {"task": "kd_bbh", "metrics": ["bbh"], "lm_eval_metric": "exact_match,none"}}
     rows = lmeval_rows("bbh", "exact_match", {"none": [1, 0, 0, 0]})
     with pytest.raises(NoItems, match=r"per-item bbh gives 25.00 on 4 items, the eval reports 30.0"):
-        metric_items(record(tmp_path, {"bbh": 30.0}, info, rows), "bbh", rows)
+        metric_items(record(tmp_path, {"bbh": 30.0}, info, rows), "bbh", by_benchmark(rows))
     with pytest.raises(NoItems, match="does not say which benchmark scored bbh"):
-        metric_items(record(tmp_path, {"bbh": 25.0}, {}, rows), "bbh", rows)
+        metric_items(record(tmp_path, {"bbh": 25.0}, {}, rows), "bbh", by_benchmark(rows))
     scores = ItemScores()
     missing = record(tmp_path / "elsewhere", {"bbh": 25.0}, info, None)
     with pytest.raises(NoItems, match="general.samples.jsonl is missing"):
