@@ -7,10 +7,17 @@
 Which folder: DIR is `report --results`, else the global --results / KDTOOLS_RESULTS / ./results.
 If DIR/<world>/evals exists, the world folder is DIR/<world> (DIR is a results root, as for every
 other verb); otherwise, if DIR/evals exists, DIR itself is the world folder. Outputs go to
-<out>/tables/table{1,2,3}.{md,csv} and <out>/figures/fig{1..5}.png (<out> = --out, else the world
-folder), each written
-atomically; tables/report.json is written LAST (files, filled vs missing cells per table), so
-its existence means the report completed. W&B gets the tables and figures when configured.
+<out>/tables/table{1,2,3}.{md,csv}, <out>/tables/intervals.csv and <out>/figures/fig{1..5}.png
+(<out> = --out, else the world folder), each written atomically; a figure with no cells is not
+drawn (report.json names the target that fills it). tables/report.json is written LAST (files,
+filled vs missing cells per table, the intervals and why any is missing), so its existence means
+the report completed. W&B gets the tables, the intervals and the figures when configured.
+
+Intervals. Every KD-minus-SFT delta (Tables 1-3, Figures 2 and 4) gets a 95% paired bootstrap
+interval over its benchmark's items from the evals' samples files (kdtools/intervals.py,
+itemscores.py, bootstrap.py): `--resamples` (default 2,000) seeded by the world's seed; '*' marks
+one that excludes 0; an Average resamples each benchmark on its own. Layout: evalindex.py reads the
+evals and picks a cell's eval, tables.py builds the tables, figures.py draws, this module runs it.
 
 Which eval fills a cell. Every `*.json` under evals/ is read and checked against the fields this
 report uses (model, method, task, size, suite, metrics; typed as in eval.schema.json; extra
