@@ -59,40 +59,48 @@ def _report_schema() -> dict:
 
 
 def load_evals(evals_dir: Path) -> list[Record]:
+    """Every eval JSON under `evals_dir` (hidden files skipped), in path order."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(_report_schema())
-    records = []
-    for path in sorted(p for p in evals_dir.rglob("*.json") if not p.name.startswith(".")):
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise KdError(f"eval result {path} is not valid JSON ({exc}): rerun `kdtools eval --force` "
-                          "for that model or delete the file") from exc
-        if not isinstance(doc, dict):
-            raise KdError(f"eval result {path} is not a JSON object: rerun `kdtools eval --force` or delete it")
-        missing = [k for k in REPORT_FIELDS if k not in doc]
-        if missing:
-            raise KdError(f"eval result {path} lacks required field(s) {', '.join(missing)}: rerun "
-                          "`kdtools eval --force` for that model or delete the file")
-        error = next(iter(sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.path])), None)
-        if error is not None:
-            where = "/".join(str(p) for p in error.absolute_path) or "top level"
-            raise KdError(f"eval result {path}: {where}: {error.message.splitlines()[0]}: rerun "
-                          "`kdtools eval --force` for that model or delete the file")
-        method, task, size = doc["method"], doc["task"], str(doc["size"])
-        synth = doc.get("synthetic")
-        leaf = path.parent.name
-        records.append(Record(
-            path=path, model=doc["model"], method=method, task=task, size=size, suite=doc["suite"],
-            init=doc.get("init") or default_init(method, task),
-            teacher=doc.get("teacher") or default_teacher(method),
-            synthetic=None if synth is None else str(synth),
-            variant=leaf[len(size) + 1:] if leaf.startswith(f"{size}+") else "",
-            started_at=str(doc.get("started_at", "")), metrics=doc["metrics"],
-            benchmarks=doc.get("benchmarks") or {},
-            samples=path.with_name(doc.get("samples_file") or f"{doc['suite']}.samples.jsonl")))
-    return records
+    return [read_record(path, validator)
+            for path in sorted(p for p in evals_dir.rglob("*.json") if not p.name.startswith("."))]
+
+
+def read_record(path: Path, validator=None) -> Record:
+    """One eval JSON, checked against the fields the report reads; a bad one is a KdError naming it."""
+    if validator is None:
+        import jsonschema
+
+        validator = jsonschema.Draft202012Validator(_report_schema())
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise KdError(f"eval result {path} is not valid JSON ({exc}): rerun `kdtools eval --force` "
+                      "for that model or delete the file") from exc
+    if not isinstance(doc, dict):
+        raise KdError(f"eval result {path} is not a JSON object: rerun `kdtools eval --force` or delete it")
+    missing = [k for k in REPORT_FIELDS if k not in doc]
+    if missing:
+        raise KdError(f"eval result {path} lacks required field(s) {', '.join(missing)}: rerun "
+                      "`kdtools eval --force` for that model or delete the file")
+    error = next(iter(sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.path])), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "top level"
+        raise KdError(f"eval result {path}: {where}: {error.message.splitlines()[0]}: rerun "
+                      "`kdtools eval --force` for that model or delete the file")
+    method, task, size = doc["method"], doc["task"], str(doc["size"])
+    synth = doc.get("synthetic")
+    leaf = path.parent.name
+    return Record(
+        path=path, model=doc["model"], method=method, task=task, size=size, suite=doc["suite"],
+        init=doc.get("init") or default_init(method, task),
+        teacher=doc.get("teacher") or default_teacher(method),
+        synthetic=None if synth is None else str(synth),
+        variant=leaf[len(size) + 1:] if leaf.startswith(f"{size}+") else "",
+        started_at=str(doc.get("started_at", "")), metrics=doc["metrics"],
+        benchmarks=doc.get("benchmarks") or {},
+        samples=path.with_name(doc.get("samples_file") or f"{doc['suite']}.samples.jsonl"))
 
 
 class Lookup:

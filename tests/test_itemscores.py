@@ -11,9 +11,17 @@ import numpy as np
 import pytest
 import sacrebleu
 
-from kdtools.evalindex import Record
+from kdtools.evalindex import Record, read_record
 from kdtools.evaluation import metrics
 from kdtools.itemscores import ItemScores, NoItems, by_benchmark, chrf_statistic, chrf_stats, metric_items
+
+
+def assert_items_reproduce(eval_json: Path) -> None:
+    """Every metric of a real `kdtools eval` output has per-item scores whose statistic is it
+    (called by tests/evaluation/test_eval_cli.py on the evals it runs)."""
+    rec, scores = read_record(eval_json), ItemScores()
+    got = {m: scores.items(rec, m).value for m, v in rec.metrics.items() if v is not None}
+    assert got and got == pytest.approx({m: v for m, v in rec.metrics.items() if v is not None}, abs=0.02)
 
 
 def record(tmp_path: Path, metrics_: dict, benchmarks: dict, rows: list[dict] | None) -> Record:
