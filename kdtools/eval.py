@@ -233,6 +233,10 @@ def evaluate(job: EvalJob) -> dict | None:
     payload = results.build_payload(job, metrics, benchmarks, missing, backend, started, judge_info)
     results.validate(payload)
     results.write(job.out, payload, samples)
+    if job.method != "base":   # a trained model's card now shows these scores (kdtools.modelcard)
+        from kdtools import modelcard
+
+        modelcard.update(Path(job.weights), job.world)
     results.print_table(payload, Console())
     console.print(f"[green]done[/] in {payload['wall_time_s']:.0f}s -> {job.out}")
     return payload
