@@ -75,6 +75,10 @@ def run(job: PublishJob) -> dict:
         status = getattr(exc.response, "status_code", "?")
         raise KdError(f"the hub refused publishing to {job.repo} (HTTP {status}): check that HF_TOKEN may write "
                       f"to {job.repo.split('/')[0]}") from None
+    except ValueError as exc:   # e.g. the hub's check of the card's metadata ("Invalid metadata in README.md")
+        lines = [x.strip("- ") for x in str(exc).splitlines() if x.strip()]
+        raise KdError(f"publishing to {job.repo} failed: {'; '.join(lines)} (the card: "
+                      f"{job.folder / modelcard.CARD})") from None
     except httpx2.HTTPError as exc:
         raise KdError(f"cannot reach the hub at {api.endpoint} ({type(exc).__name__}): check the network or "
                       "HF_ENDPOINT") from None

@@ -271,7 +271,10 @@ class Receipts:
         lines += ["", f"Units: {', '.join(units) or '-'} (GPU-h = wall x GPUs x nodes; on a CPU, core-hours). "
                   "'-': not evaluated, no interval, or no cost; tables/receipts.csv says why.", "",
                   "In plain words:", ""]
-        lines += [f"- **{r['table']} · {r['student']} · {r['data']} · {r['method']}**: {r['sentence']}" for r in rows]
+        said = [r for r in rows if r["gain_vs_sft"] is not None]
+        lines += [f"- **{r['table']} · {r['student']} · {r['data']} · {r['method']}**: {r['sentence']}" for r in said]
+        if len(said) < len(rows):
+            lines.append(f"- {len(rows) - len(said)} other cell(s): KD or SFT not evaluated yet.")
         return "\n".join(lines) + "\n"
 
     COLUMNS = ("table", "student", "data", "method", "metric", "kd_score", "sft_score", "control_score",
@@ -393,8 +396,9 @@ def sentence(c: Cell, ratio: float | None, unit: str | None, kd: Cost | None, sf
         return f"{c.method} vs SFT: not evaluated yet ({' and '.join(missing) or 'a metric'} missing)."
     text = f"{c.method} {verb(g.value)} SFT by {abs(g.value):.1f} points{ci_words(g)}"
     if ctl is not None and ctl.value is not None:
-        joint = "and" if (ctl.value > 0) == (g.value > 0) else "but"
-        text += f" {joint} {verb(ctl.value)} the compute-matched SFT by {abs(ctl.value):.1f}{ci_words(ctl)}"
+        same = verb(ctl.value) == verb(g.value)
+        text += (" and" if same else f" but {verb(ctl.value)}") + \
+            f" the compute-matched SFT by {abs(ctl.value):.1f}{ci_words(ctl)}"
     elif c.control_note:
         text += " (it adds no student steps: SFT is its step-matched control)"
     else:
