@@ -189,7 +189,8 @@ def log_wandb(job: ReportJob, tables: list[Table], pngs: dict[str, Path], listed
     if receipts_rows is not None:
         payload["receipts"] = wandb.Table(columns=list(Receipts.COLUMNS),
                                           data=[[r.get(c) for c in Receipts.COLUMNS] for r in receipts_rows])
-    payload |= {name: wandb.Image(str(path), caption=name) for name, path in pngs.items()}
+    payload |= {(f"{name}_figure" if name in payload else name): wandb.Image(str(path), caption=name)
+                for name, path in pngs.items()}   # the receipts' table and figure share a name
     run.log(payload)
     run.summary.update({f"{t.name}/{k}": getattr(t, k) for t in tables for k in ("filled", "missing")})
     info = {"id": run.id, "dir": str(Path(run.dir).parent), "mode": os.environ.get("WANDB_MODE", "online")}

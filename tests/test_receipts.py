@@ -131,8 +131,17 @@ def write_world(world_dir: Path) -> dict:
 def world(tmp_path_factory):
     results = tmp_path_factory.mktemp("receipts") / "results"
     rows = write_world(results / WORLD)
-    proc = kdtools("report", results=results, env={"WANDB_MODE": "disabled"})
+    proc = kdtools("report", results=results, env={"WANDB_MODE": "offline", "WANDB_DIR": str(results.parent)})
     return results / WORLD, rows, proc
+
+
+def test_wandb_gets_the_receipts_table(world):
+    world_dir, _, _ = world
+    run = next((world_dir.parents[1] / "wandb").glob("offline-run-*"))
+    table = json.loads(next(run.glob("files/media/table/receipts_*.table.json")).read_text())
+    assert table["columns"][:4] == ["table", "student", "data", "method"]
+    assert ["Table 3", "1b", "10k", "GKD"] in [row[:4] for row in table["data"]]
+    assert list(run.glob("files/media/images/receipts_figure_*.png"))
 
 
 def receipts(world_dir: Path) -> dict:
