@@ -236,7 +236,7 @@ def evaluate(job: EvalJob) -> dict | None:
     if job.method != "base":   # a trained model's card now shows these scores (kdtools.modelcard)
         from kdtools import modelcard
 
-        modelcard.update(Path(job.weights), job.world)
+        modelcard.refresh(Path(job.weights), job.world)
     results.print_table(payload, Console())
     console.print(f"[green]done[/] in {payload['wall_time_s']:.0f}s -> {job.out}")
     return payload

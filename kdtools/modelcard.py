@@ -200,6 +200,18 @@ def write(dest: Path, world: World, run: dict, name: str | None = None, world_di
     return path
 
 
+def refresh(folder: Path, world: World, run: dict | None = None, name: str | None = None) -> Path | None:
+    """`write` (with `run`) or `update` for the end of a training or an eval: a card that cannot be
+    made (say an unreadable eval beside it) is a warning, never a failed run."""
+    from rich.console import Console
+
+    try:
+        return write(folder, world, run, name) if run is not None else update(folder, world)
+    except Exception as exc:  # noqa: BLE001 - the model and its results are already safe
+        Console(stderr=True).print(f"[yellow]model card not written[/] in {folder}: {exc}", highlight=False)
+        return None
+
+
 def update(folder: Path, world: World, world_dir: Path | None = None, ivs=None) -> Path | None:
     """Rewrite the card of a finished model folder (no run.json: nothing to do, None)."""
     run = manifest.read_manifest(folder)

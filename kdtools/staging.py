@@ -169,7 +169,7 @@ def finish(partial: Path, out: Path, tokenizer, verb: str, config: dict, started
                                    cost=costs.measure(started, earlier, uses))
     _BEGUN.pop(Path(partial), None)
     if world is not None:
-        modelcard.write(partial, world, payload, Path(out).name)
+        modelcard.refresh(partial, world, payload, Path(out).name)
     manifest.atomic_write_json(Path(partial) / paths.MANIFEST, payload)
     publish(partial, out)
     return payload

@@ -288,3 +288,21 @@ def test_measure_counts_what_the_job_holds(monkeypatch):
     assert got["device"] == "cpu" and got["gpu_seconds"] is None and got["unit"] == "CPU core-s"
     assert got["nodes"] == 3 and got["devices_per_node"] == 2 * torch.get_num_threads()
     assert got["device_seconds"] == pytest.approx(got["wall_s"] * got["devices_per_node"] * 3 + 5.0, abs=1e-2)
+
+
+def test_measure_on_gpus_counts_the_gpus_held(monkeypatch):
+    """The CUDA branch's arithmetic (no GPU here: torch.cuda's answers are substituted): 8 GPUs per
+    node held by Slurm even when a rank sees one, times 2 nodes, are GPU-seconds."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.delenv("SLURM_JOB_NUM_NODES", raising=False)
+    monkeypatch.delenv("SLURM_NNODES", raising=False)
+    monkeypatch.setenv("SLURM_GPUS_ON_NODE", "8")
+    got = costs.measure(time.time() - 100)
+    assert (got["device"], got["unit"], got["nodes"], got["devices_per_node"]) == ("gpu", "GPU-s", 2, 8)
+    assert got["gpu_seconds"] == got["device_seconds"] == pytest.approx(got["wall_s"] * 16, abs=0.01)
