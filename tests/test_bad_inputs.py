@@ -114,11 +114,15 @@ CATALOGUE = {
                                   ["needs the finished gkd run it matches", "gkd --student 1b --data 10k` first"]),
     "control with --max-steps": (lambda r, t: ["sft", "--model", "1b", "--data", "10k", "--match", "gkd",
                                                "--max-steps", "5"], ["--max-steps and --match", "drop one"]),
+    "synthetic size without a control": (lambda r, t: ["sft", "--model", "1b", "--data", "10k", "--synthetic", "5k"],
+                                         ["--synthetic goes with --match mix or two_stage"]),
     "unknown table in grid.controls": (lambda r, t: ["--world", jsonl(t, "w.yaml", SMOKE.replace(
         "  synthetic: [5k, 10k]\n", "  synthetic: [5k, 10k]\n  controls: [table4]\n")), "sft", "--model", "1b",
         "--data", "10k"], ["invalid value at grid.controls"]),
     "publish without HF_TOKEN": (lambda r, t: ["publish", str(sft_done(r)), "--repo", "org/name"],
                                  ["HF_TOKEN is not set", "export HF_TOKEN="]),
+    "publish to a bad repository id": (lambda r, t: ["publish", str(sft_done(r)), "--repo", "just-a-name"],
+                                       ["--repo 'just-a-name' is not a hub repository id", "ORG/NAME"]),
     "publish a folder without run.json": (lambda r, t: ["publish", str(t), "--repo", "org/name"],
                                           ["has no run.json", "not a finished kdtools run"]),
 }
