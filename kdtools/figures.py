@@ -228,6 +228,7 @@ def _receipts(fig, d) -> int:
     SFT itself sits at 0. Read it as: how much gain does each extra hour buy, and would the same
     steps of plain SFT (the compute-matched control) have bought as much."""
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     panels = {m: p for m, p in d["panels"].items() if any(pt for pts in p.values() for pt in pts)}
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
@@ -247,6 +248,10 @@ def _receipts(fig, d) -> int:
             n += len(got)
         ax.axhline(0, color="gray", linewidth=0.8, linestyle="--")
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.tick_params(axis="x", labelsize=7)
         ax.set_title(student, fontsize=10)
         ax.set_xlabel(f"cost from the shared start ({d['unit']}, log scale)", fontsize=8)
         ax.set_ylabel("gain over SFT (points, 95% paired CI)" if i == 0 else "", fontsize=8)
