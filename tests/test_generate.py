@@ -118,8 +118,12 @@ def test_sampled_tokens_follow_the_softmax_and_a_seed_repeats_them():
 
 @pytest.fixture(scope="module")
 def random_model(tmp_path_factory):
-    """A random tiny Llama (untied head, EOS logit raised) whose greedy rows end at mixed steps,
-    with 40 prompts of 2-12 words."""
+    return random_llama(tmp_path_factory.mktemp("random-llama"))
+
+
+def random_llama(folder):
+    """A random tiny Llama saved to `folder` (untied head, EOS logit raised) whose greedy rows end
+    at mixed steps, and 40 prompts of 2-12 words. Also used by tests/test_gpu.py."""
     import random
 
     import torch
@@ -138,7 +142,6 @@ def random_model(tmp_path_factory):
     model = LlamaForCausalLM(config)
     with torch.no_grad():
         model.lm_head.weight[tok.eos_token_id] += 0.03
-    folder = tmp_path_factory.mktemp("random-llama")
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder), [[{"role": "user", "content": t}] for t in texts[:40]]

@@ -125,7 +125,12 @@ def test_liger_glue_takes_float32_hidden_states_with_bf16_weights(liger_on_cpu):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A toy tokenizer, chat rows, and tiny Llama student and teacher (untied heads, vocab ~200)."""
+    return tiny_world(tmp_path_factory.mktemp("tiny"))
+
+
+def tiny_world(folder):
+    """A toy tokenizer, chat rows, and tiny Llama student and teacher (untied heads, vocab ~200);
+    the trainer's output goes under `folder`. Also used by tests/test_gpu.py."""
     import random
 
     import datasets
@@ -149,17 +154,17 @@ def tiny(tmp_path_factory):
         m.generation_config.eos_token_id, m.generation_config.pad_token_id = tok.eos_token_id, tok.pad_token_id
         return m
 
-    return {"tok": tok, "rows": rows, "data": datasets.Dataset.from_list(rows), "model": model,
-            "tmp": tmp_path_factory.mktemp("tiny")}
+    return {"tok": tok, "rows": rows, "data": datasets.Dataset.from_list(rows), "model": model, "tmp": folder}
 
 
-def make_trainer(tiny, lmbda=1.0, accumulation=1, bf16=False, max_steps=2, **kw):
+def make_trainer(tiny, lmbda=1.0, accumulation=1, bf16=False, max_steps=2, device="cpu", **kw):
     from trl.experimental.gkd import GKDConfig
 
     dtype = torch.bfloat16 if bf16 else torch.float32
     args = GKDConfig(output_dir=str(tiny["tmp"] / "out"), per_device_train_batch_size=2,
                      gradient_accumulation_steps=accumulation, max_steps=max_steps, learning_rate=1e-3,
-                     lr_scheduler_type="constant", save_strategy="no", report_to="none", seed=0, use_cpu=True,
+                     lr_scheduler_type="constant", save_strategy="no", report_to="none", seed=0,
+                     use_cpu=device == "cpu",
                      bf16=bf16, dataloader_num_workers=0, max_length=64, lmbda=lmbda, beta=0.5, temperature=1.0,
                      max_new_tokens=6, disable_dropout=True, disable_tqdm=True, logging_steps=1)
     return KdGKDTrainer(model=tiny["model"](32, 1).to(dtype), teacher_model=tiny["model"](48, 2).to(dtype),
