@@ -26,7 +26,7 @@ from pathlib import Path
 from rich.console import Console
 from transformers import TrainerCallback
 
-from kdtools import manifest
+from kdtools import manifest, ranks
 from kdtools.errors import KdError, Preempted, disk_full_or
 
 console = Console(stderr=True, soft_wrap=True)
@@ -48,10 +48,10 @@ def complete(folder: Path) -> bool:
 
 def last_checkpoint(trainer_dir: Path) -> Path | None:
     """The newest complete checkpoint under `trainer_dir`; incomplete ones (killed while saving)
-    are deleted so that transformers never sees them."""
+    are deleted (by the main process) so that transformers never sees them."""
     found = sorted(Path(trainer_dir).glob("checkpoint-*"), key=step_of) if Path(trainer_dir).is_dir() else []
     done = [c for c in found if complete(c)]
-    for debris in (c for c in found if c not in done):
+    for debris in (c for c in found if c not in done and ranks.is_main()):
         console.print(f"[yellow]removing incomplete checkpoint[/] {debris}")
         shutil.rmtree(debris, ignore_errors=True)
     return done[-1] if done else None
@@ -148,6 +148,7 @@ def train(trainer, guard: Guard, trainer_dir: Path):
                           f"{str(exc)[:160]}): delete it and rerun to train from the start") from exc
         raise disk_full_or(exc, trainer_dir) from exc
     if guard.signal:
+        ranks.barrier()  # every rank's part of the checkpoint is written before any rank exits
         raise Preempted(f"stopped by {guard.signal} at step {trainer.state.global_step}: checkpoint "
                         f"saved under {trainer_dir}; rerun the same command to resume")
     return result

@@ -298,12 +298,19 @@ def report(
         str | None,
         typer.Option("--out", help="Write tables/ and figures/ under this folder (default: the world folder)."),
     ] = None,
+    resamples: Annotated[
+        int,
+        typer.Option("--resamples", help="Bootstrap resamples of each KD-minus-SFT delta's 95% paired interval "
+                     "(seeded by the world's seed); 0 turns intervals off."),
+    ] = 2000,
     world: VerbWorld = None,
 ) -> None:
     """The paper's Tables 1-3 (markdown + CSV, printed here too) and Figures 1-5 (PNG) from the eval
     JSONs under `<results>/<world>/evals`; writes `tables/`, `figures/` and, last,
-    `tables/report.json` beside it. A missing cell is '-'; W&B gets tables and figures when configured."""
-    _run("kdtools.report", world, None, results=results, out=out)
+    `tables/report.json` beside it. A missing cell is '-'; every KD-minus-SFT delta gets a 95% paired
+    bootstrap interval from the evals' per-item scores ('*' where it excludes 0). W&B gets tables
+    and figures when configured."""
+    _run("kdtools.report", world, None, results=results, out=out, resamples=resamples)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

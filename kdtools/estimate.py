@@ -305,12 +305,28 @@ def plan_settings(gpu: str = "h100", calibration: str | None = None, **policy) -
     return Settings(gpu=gpu, calibration=load_calibration(calibration) if calibration else None, **policy)
 
 
+TRAIN_RULES = ("sft", "gkd", "gkd_variant", "seqkd", "gkd_synthetic")
+# Slurm sends SIGTERM ten minutes before a training job's time limit: each rank saves its part of
+# a checkpoint and exits 75, Snakemake's retry resumes it (kdtools/checkpoint.py). Not B: (the
+# batch shell only) and not USR1 (it would kill the plugin's own step process at once).
+TERM_BEFORE_LIMIT = "--signal=TERM@600"
+
+
 def slurm_resources(world: World, rule: str, wc: dict, s: Settings) -> dict:
     """The rule's Slurm resources from the estimate: runtime = estimate x safety factor, rounded up
-    to RUNTIME_STEP_MIN with a floor; GPUs and nodes as chosen to fit memory and time."""
+    to RUNTIME_STEP_MIN with a floor; GPUs and nodes as chosen to fit memory and time.
+
+    GPUs are asked per node (`gres` gpu:N: `--gpus` would count them per job) and `gpus` is the
+    job's total (what profiles/local schedules by). A training job on several GPUs runs one task
+    per GPU (`tasks_per_node`, `cpus_per_task` each) and is an `mpi` job to the plugin: its
+    command is kdtools.launch's srun line, run as the job's step, not inside another srun."""
     est = estimate(world, rule, wc, s)
     minutes = est.wall_s * s.safety / 60
     runtime = max(RUNTIME_FLOOR_MIN, math.ceil(minutes / RUNTIME_STEP_MIN) * RUNTIME_STEP_MIN)
     per_node = min(est.gpus, s.gpus_per_node)
-    return dict(gpu=per_node, nodes=est.nodes, cpus_per_task=est.cpus, mem_mb=max(16_000, est.host_mem_mb),
-                runtime=runtime)
+    ranks = est.nodes * per_node if rule in TRAIN_RULES else 1
+    return dict(gres=f"gpu:{per_node}" if per_node else None, gpus=est.nodes * per_node, nodes=est.nodes,
+                tasks_per_node=per_node if ranks > 1 else None, mpi="srun" if ranks > 1 else None,
+                cpus_per_task=est.cpus // per_node if ranks > 1 else est.cpus,
+                mem_mb=max(16_000, est.host_mem_mb), runtime=runtime,
+                slurm_extra=TERM_BEFORE_LIMIT if rule in TRAIN_RULES else None)

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import gc
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from kdtools import manifest, paths, staging
+from kdtools import manifest, paths, ranks, staging
 from kdtools.errors import KdError
 from kdtools.evaluation import config as evalconfig
 from kdtools.evaluation import results, sources
@@ -175,17 +176,25 @@ def make_judge(job: EvalJob):
     return judges.HFJudge(spec.model, job.world.chat_template, job.batch_size, spec.max_tokens), cache
 
 
-def run(job: EvalJob) -> dict:
-    with staging.locked(job.out):
-        return evaluate(job)
+def run(job: EvalJob) -> dict | None:
+    """Under several ranks (accelerate launch) the main process alone locks, decides and writes;
+    every rank generates (lm-eval splits the data across GPUs)."""
+    with ExitStack() as held:
+        if ranks.is_main():
+            held.enter_context(staging.locked(job.out))
+        return ranks.from_main(lambda: up_to_date(job)) or evaluate(job)
 
 
-def evaluate(job: EvalJob) -> dict:
+def up_to_date(job: EvalJob) -> dict | None:
     done = results.read(job.out)
     if done and not job.force and done.get("config_hash") == manifest.config_hash(job.config()):
         console.print(f"[green]up to date:[/] {job.out} (--force to re-evaluate)")
         results.print_table(done, console)
         return done
+    return None
+
+
+def evaluate(job: EvalJob) -> dict | None:
     started = time.time()
     from kdtools.evaluation import comet_env, lmeval, scoring
 
@@ -205,6 +214,8 @@ def evaluate(job: EvalJob) -> dict:
     del lm  # free the student before a local judge or COMET loads
     gc.collect()
     _empty_cuda_cache()
+    if not ranks.is_main():
+        return None  # lm-eval gathers the generations on the main process, which scores and writes
 
     metrics, benchmarks, missing, samples = {}, {}, {}, []
     for bench in job.benchmarks:

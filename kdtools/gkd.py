@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kdtools import manifest, paths, staging, tasks, trainargs, tracking
+from kdtools import manifest, paths, ranks, staging, tasks, trainargs, tracking
 from kdtools.data import subset_path
 from kdtools.errors import KdError
 from kdtools.sft import GENERAL, SftJob, finished_sft, override_train
@@ -308,16 +308,21 @@ def teacher_cache(job: GkdJob, trainer, tokenizer, train_set):
 
 
 def run(job: GkdJob) -> dict | None:
-    with staging.locked(job.out):
-        return train(job)
+    with staging.claim(job.out, job.config, job.force) as partial:
+        if partial is None:
+            return manifest.read_manifest(job.out)
+        if job.stage1:
+            with staging.claim(job.stage1.out, job.stage1.config, job.stage1.force) as stage1:
+                if stage1 is not None:
+                    console.print(f"[bold]two_stage[/] stage 1: cross-entropy on {job.stage1.data_file}")
+                    sft_train(job.stage1, stage1)
+            ranks.barrier()  # stage 2 loads what the main process has just published
+        return train(job, partial)
 
 
-def train(job: GkdJob) -> dict | None:
-    if staging.already_done(job.out, job.config(), job.force):
-        return manifest.read_manifest(job.out)
-    if job.stage1 and not staging.already_done(job.stage1.out, job.stage1.config(), job.stage1.force):
-        console.print(f"[bold]two_stage[/] stage 1: cross-entropy on {job.stage1.data_file}")
-        sft_train(job.stage1)
+def train(job: GkdJob, partial: Path) -> dict | None:
+    """Distil into the staging folder `partial` (staging.claim) and publish job.out; returns the
+    manifest on the main process, None on the others."""
     started = time.time()
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -327,7 +332,6 @@ def train(job: GkdJob) -> dict | None:
     from kdtools.chat import prepare_tokenizer
     from kdtools.gkd_trainer import KdGKDTrainer
 
-    partial = staging.partial_dir(job.out, job.config())
     console.print(f"[bold]gkd[/] {job.student} ({job.weights}) <- teacher {job.teacher} "
                   f"({job.teacher_weights}) on {job.data_file} -> {job.out}")
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(job.weights), job.world.chat_template)

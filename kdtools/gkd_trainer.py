@@ -220,11 +220,22 @@ class KdGKDTrainer(GKDTrainer):
         return super(GKDTrainer, self).training_step(model, inputs, num_items_in_batch)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The distillation loss, scaled as transformers' Trainer scales its own: each rank divides
+        its token sum by the GLOBAL token count, and DDP then averages the ranks' gradients, so
+        the loss is multiplied by the number of ranks (TRL's GKDTrainer omits this, which divides
+        every multi-GPU gradient by the number of GPUs)."""
+        loss, outputs = self.distill_loss(model, inputs, num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes
+        return (loss, outputs) if return_outputs else loss
+
+    def distill_loss(self, model, inputs, num_items_in_batch=None):
+        """-> (loss, student outputs) for one micro-batch, normalised by `num_items_in_batch`."""
         if CACHED[0] in inputs:
-            return self.cached_teacher_loss(model, inputs, return_outputs, num_items_in_batch)
+            return self.cached_teacher_loss(model, inputs, num_items_in_batch)
         self.teacher_forwards += 1
         if not self.fused_loss:
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return super().compute_loss(model, inputs, True, num_items_in_batch)
         from kdtools.losses import fused_generalized_jsd_loss
 
         # logits_to_keep=1: the model computes logits for the last position only (unused).
@@ -242,7 +253,7 @@ class KdGKDTrainer(GKDTrainer):
             loss = liger_jsd_loss(student_out.hidden_states[-1][:, :-1], weight, teacher_hidden[:, :-1],
                                   teacher.get_output_embeddings().weight, inputs["labels"][:, 1:], self.beta,
                                   num_items_in_batch)
-            return (loss, student_out) if return_outputs else loss
+            return loss, student_out
         loss = fused_generalized_jsd_loss(
             student_out.hidden_states[-1][:, :-1],
             weight,
@@ -253,9 +264,9 @@ class KdGKDTrainer(GKDTrainer):
             chunk_size=chunk_tokens(weight.shape[0], weight.device),
             num_items_in_batch=num_items_in_batch,
         )
-        return (loss, student_out) if return_outputs else loss
+        return loss, student_out
 
-    def cached_teacher_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def cached_teacher_loss(self, model, inputs, num_items_in_batch=None):
         """The off-policy loss against the cached top-k teacher: no teacher forward pass."""
         from kdtools.losses import fused_topk_generalized_jsd_loss
 
@@ -268,7 +279,7 @@ class KdGKDTrainer(GKDTrainer):
             num_items_in_batch=num_items_in_batch,
         )
         self.teacher_cache_hits += 1
-        return (loss, student_out) if return_outputs else loss
+        return loss, student_out
 
     def log(self, logs, *args, **kwargs):
         steps = self.onpolicy_steps + self.offpolicy_steps

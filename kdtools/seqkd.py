@@ -97,8 +97,11 @@ def last_assistant(messages: list[dict]) -> int:
 
 
 def run(job: SeqkdJob) -> dict | None:
-    with staging.locked(job.sft.out):
-        teacher_pairs(job)  # a no-op when the teacher's samples for this config are already there
-        if staging.already_done(job.sft.out, job.sft.config(), job.sft.force):
-            return manifest.read_manifest(job.sft.out)
-        return sft_train(job.sft)
+    """The main process writes the teacher's samples (a no-op when they exist for this config)
+    while the other ranks wait for them; then every rank trains the student on them."""
+    def sampled() -> bool:
+        return manifest.reusable(job.samples_dir, job.generation_config()) is not None
+
+    with staging.claim(job.sft.out, job.sft.config, job.sft.force, prepare=lambda: teacher_pairs(job),
+                       prepared=sampled) as partial:
+        return manifest.read_manifest(job.sft.out) if partial is None else sft_train(job.sft, partial)

@@ -117,14 +117,13 @@ def make_job(world: World, model: str, data: str, task: str = GENERAL, init: str
 
 
 def run(job: SftJob) -> dict | None:
-    with staging.locked(job.out):
-        if staging.already_done(job.out, job.config(), job.force):
-            return manifest.read_manifest(job.out)
-        return train(job)
+    with staging.claim(job.out, job.config, job.force) as partial:
+        return manifest.read_manifest(job.out) if partial is None else train(job, partial)
 
 
-def train(job: SftJob) -> dict | None:
-    """Fine-tune on job.data_file and publish job.out; returns the manifest (rank 0)."""
+def train(job: SftJob, partial: Path) -> dict | None:
+    """Fine-tune on job.data_file in the staging folder `partial` (staging.claim) and publish
+    job.out; returns the manifest on the main process, None on the others."""
     started = time.time()
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -133,7 +132,6 @@ def train(job: SftJob) -> dict | None:
     from kdtools import checkpoint
     from kdtools.chat import prepare_tokenizer
 
-    partial = staging.partial_dir(job.out, job.config())
     console.print(f"[bold]{job.method}[/] {job.model} ({job.weights}) on {job.data_file} -> {job.out}")
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(job.weights), job.world.chat_template)
     train_set = datasets.Dataset.from_json(str(job.data_file)).select_columns(["messages"])

@@ -5,6 +5,8 @@ the tokenizer and finally run.json there, then renames it into place. A folder w
 finished work; one without is debris from a crash and is replaced. The staging folder of a run
 stopped midway keeps its checkpoints for a rerun of the same config (kdtools.checkpoint); any
 other config starts it afresh. A lock file beside the output stops two jobs writing one folder.
+With several ranks, the main process alone locks, decides and prepares (`claim`); the others
+train into the folder it names.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import fcntl
 import os
 import shutil
 import socket
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from rich.console import Console
 
-from kdtools import manifest
+from kdtools import manifest, ranks
 from kdtools.errors import KdError
 
 console = Console(stderr=True, soft_wrap=True)
@@ -97,6 +100,26 @@ def locked(out: Path):
             yield
         finally:
             fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def claim(out: Path, config: Callable[[], dict], force: bool, prepare: Callable[[], None] | None = None,
+          prepared: Callable[[], bool] | None = None):
+    """The start of every training stage, on every rank: yields the staging folder to train into,
+    or None when `out` already holds a finished run of `config()` (a job's bound `config`, read
+    after `prepare`: the config hashes the files it makes). The main process takes the lock
+    (held until the block ends) and runs `prepare` (e.g. the teacher's samples) before the ranks
+    meet, while the others wait until `prepared()` holds; then the main process decides and
+    prepares the staging folder, and every rank follows. A KdError on the main process stops it
+    with exit 2 (the launcher stops the others; after the ranks meet, they exit 2 too)."""
+    with ExitStack() as held:
+        if ranks.is_main():
+            held.enter_context(locked(out))
+            if prepare is not None:
+                prepare()
+        elif prepared is not None:
+            ranks.wait_until(prepared, f"what {Path(out).name} trains on")
+        yield ranks.from_main(lambda: None if already_done(out, config(), force) else partial_dir(out, config()))
 
 
 def finish(partial: Path, out: Path, tokenizer, verb: str, config: dict, started: float,

@@ -29,7 +29,7 @@ import os
 import shutil
 from pathlib import Path
 
-from kdtools import manifest, paths
+from kdtools import manifest, paths, ranks
 
 BATCH_ROWS = 8  # rows per teacher forward while building
 
@@ -146,10 +146,16 @@ def build(folder: Path, teacher, tokenizer, rows: list[dict], fields: dict) -> T
 
 def ensure(results: Path, world: str, teacher_name: str, teacher, tokenizer, rows: list[dict],
            fields: dict) -> tuple[TeacherCache, bool]:
-    """-> (the cache for these key fields, whether it was built now); built once, then reused."""
+    """-> (the cache for these key fields, whether it was built now); built once, then reused.
+    Under several ranks the main process builds it while the others wait for its manifest."""
     folder = paths.teacher_cache_dir(results, world, teacher_name, manifest.config_hash(fields))
-    done = manifest.read_manifest(folder)
-    if done is not None and done.get("key_hash") == manifest.config_hash(fields):
+
+    def ready() -> bool:
+        done = manifest.read_manifest(folder)
+        return done is not None and done.get("key_hash") == manifest.config_hash(fields)
+
+    if ready() or not ranks.is_main():
+        ranks.wait_until(ready, f"the teacher cache {folder}")
         return TeacherCache(folder), False
     return build(folder, teacher, tokenizer, rows, fields), True
 

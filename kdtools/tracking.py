@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from kdtools import ranks
 from kdtools.world import World
 
 
@@ -24,7 +25,7 @@ def start_run(world: World, verb: str, dims: dict, config: dict, out_dir) -> boo
 
     `dims` are the experiment's dimensions (student, method, size, task, init, teacher): they go
     into the run config, the group (world/task/method/size) and tags, so runs line up."""
-    if not wandb_enabled():
+    if not wandb_enabled() or not ranks.is_main():
         return False
     import wandb
 

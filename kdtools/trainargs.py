@@ -12,11 +12,8 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from kdtools.ranks import world_size as gpu_count  # ranks (processes) that share the batch
 from kdtools.world import TrainDefaults
-
-
-def gpu_count() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def trainer_kwargs(train: TrainDefaults, output_dir: Path, report_to: str, seed: int, run_name: str) -> dict:
@@ -53,6 +50,9 @@ def trainer_kwargs(train: TrainDefaults, output_dir: Path, report_to: str, seed:
         data_seed=seed,
         use_cpu=not cuda,
         dataloader_num_workers=0,
+        # DeepSpeed ZeRO-3 for the workflow's GPU ranks (kdtools.launch exports the packaged
+        # config); `accelerate launch --config_file ...zero3.yaml` configures it by itself.
+        deepspeed=os.environ.get("KDTOOLS_DEEPSPEED") or None,
     )
 
 

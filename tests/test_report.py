@@ -1,7 +1,7 @@
 """`kdtools report` over a hand-written, partial grid of eval JSONs (smoke world: sizes 10k, 20k,
 40k, full): the paper's rows and columns, values in the right cells, Averages and KD-minus-SFT
 deltas computed by hand, '-' for what is missing, valid PNGs, report.json last, W&B offline,
-and one-line errors (exit 2) for bad input."""
+and one-line errors (exit 2) for bad input. The deltas' intervals: tests/test_report_intervals.py."""
 
 from __future__ import annotations
 
@@ -22,13 +22,28 @@ BENCH = ("bbh", "gpqa", "ifeval", "infobench", "mmlu_pro")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+# benchmark -> (template, lm-eval metric, metrics it reports), as the smoke world's eval section has them
+BENCH_INFO = {"bbh": ("kd_bbh", "exact_match,none", ["bbh"]), "gpqa": ("kd_gpqa", "acc,none", ["gpqa"]),
+              "ifeval": ("kd_ifeval", "prompt_level_loose_acc,none", ["ifeval"]),
+              "infobench": ("kd_infobench", None, ["infobench"]), "mmlu_pro": ("kd_mmlu_pro", "acc,none", ["mmlu_pro"]),
+              "translation": ("kd_translation", None, ["chrf", "comet"]),
+              "summarization": ("kd_summarization", None, ["rougeL"]), "arc": ("kd_arc", "acc,none", ["accuracy"])}
+
+
+def benchmarks_of(suite: str) -> dict:
+    """The eval JSON's `benchmarks` entry of a suite, as `kdtools eval` writes it."""
+    names = BENCH if suite == "general" else (suite,)
+    return {b: {"task": BENCH_INFO[b][0], "source": "test", "metrics": BENCH_INFO[b][2],
+                "lm_eval_metric": BENCH_INFO[b][1], "n": 0} for b in names}
+
+
 def eval_doc(model, method, task, size, metrics, **extra) -> dict:
     """An eval JSON as `kdtools eval` writes it (validated against eval.schema.json below)."""
     suite = task
     return {
         "schema_version": 1, "world": WORLD, "model": model, "method": method, "task": task,
         "size": size, "suite": suite, **extra, "weights": f"results/{WORLD}/models/{model}",
-        "metrics": metrics, "missing": {}, "benchmarks": {}, "limit": None, "backend": "hf",
+        "metrics": metrics, "missing": {}, "benchmarks": benchmarks_of(suite), "limit": None, "backend": "hf",
         "judge": None, "samples_file": f"{suite}.samples.jsonl", "config": {},
         "config_hash": "0123456789abcdef", "versions": {"python": "3"}, "git_commit": None,
         "host": "test", "started_at": "2026-01-01T00:00:00", "wall_time_s": 1.0,
@@ -116,17 +131,18 @@ def test_tables_have_the_papers_rows_and_columns(report):
     world_dir, proc = report
     header1, rows1 = read_csv(world_dir / "tables" / "table1.csv")
     assert header1 == ["Method", "BBH", "GPQA", "IF-Eval", "InfoBench", "MMLU-Pro", "Average"]
-    assert list(rows1) == [("SFT",), ("GKD",), ("SeqKD",), ("GKD-SFT",), ("SeqKD-SFT",)]
+    assert list(rows1) == [("SFT",), ("GKD",), ("SeqKD",), ("GKD-SFT",), ("GKD-SFT 95% CI",), ("SeqKD-SFT",),
+                           ("SeqKD-SFT 95% CI",)]
     header3, rows3 = read_csv(world_dir / "tables" / "table3.csv")
     assert header3 == ["Model", "Data Size", "Method", "BBH", "GPQA", "IF-Eval", "InfoBench", "MMLU-Pro", "Average"]
     assert list(rows3) == [(m, s, k) for m in ("1b", "3b", "8b") for s in ("10k", "20k", "40k", "full")
-                           for k in ("SFT", "GKD", "GKD-SFT")]
+                           for k in ("SFT", "GKD", "GKD-SFT", "GKD-SFT 95% CI")]
     header2, rows2 = read_csv(world_dir / "tables" / "table2.csv")
     methods = ("SFT", "GKD", "Mix", "2-Stage")
     assert header2 == ["Model", *(f"{g} {m}" for g in ("Translation", "Summarization", "ARC-Challenge",
                                                         "Average", "Translation chrF") for m in methods)]
-    assert list(rows2) == [("Teacher (70b SFT)",), ("1b",), ("1b KD-SFT",), ("3b",), ("3b KD-SFT",),
-                           ("8b",), ("8b KD-SFT",)]
+    assert list(rows2) == [("Teacher (70b SFT)",), *(row for s in ("1b", "3b", "8b")
+                                                     for row in ((s,), (f"{s} KD-SFT",), (f"{s} KD-SFT 95% CI",)))]
     md = (world_dir / "tables" / "table3.md").read_text()
     assert "| Model | Data Size | Method | BBH |" in md and "Average is shown only when" in md
     assert "Table 3" in proc.stdout and "Table 1" in proc.stdout  # printed with rich
@@ -205,7 +221,7 @@ def test_report_json_is_last_and_counts_cells(report):
     world_dir, _ = report
     summary = json.loads((world_dir / "tables" / "report.json").read_text())
     written = [world_dir / p for p in summary["written"]]
-    assert len(written) == 6 + 5 and all(p.is_file() for p in written)
+    assert len(written) == 6 + 1 + 5 and all(p.is_file() for p in written)   # + intervals.csv
     last = (world_dir / "tables" / "report.json").stat().st_mtime_ns
     assert all(p.stat().st_mtime_ns <= last for p in written)
     assert summary["tables"]["table1"] == {**summary["tables"]["table1"], "filled": 11, "missing": 4, "cells": 15}
@@ -255,9 +271,27 @@ def test_results_folder_missing(tmp_path):
     one_line_error(invoke("report", "--results", str(tmp_path / "nowhere")), "no eval results", "kdtools --world smoke eval")
 
 
+def test_deltas_without_samples_files_have_dash_intervals(report):
+    """This grid's evals have no samples files beside them: every delta keeps its value, its CI
+    row is '-', nothing is marked, and report.json says why for each."""
+    world_dir, _ = report
+    _, t1 = read_csv(world_dir / "tables" / "table1.csv")
+    assert t1[("GKD-SFT",)]["BBH"] == "+2.50" and t1[("GKD-SFT 95% CI",)]["BBH"] == "-"
+    _, t3 = read_csv(world_dir / "tables" / "table3.csv")
+    assert all(v == "-" for k, v in t3[("1b", "10k", "GKD-SFT 95% CI")].items()
+               if k not in ("Model", "Data Size", "Method"))
+    summary = json.loads((world_dir / "tables" / "report.json").read_text())
+    iv = summary["intervals"]
+    assert iv["resamples"] == 2000 and iv["seed"] == 7 and iv["with_interval"] == 0 and iv["marked"] == 0
+    assert iv["deltas"] == len(iv["without"]) > 0
+    assert all(x["why"].startswith("no per-item scores: ") and x["why"].endswith(".samples.jsonl is missing")
+               for x in iv["without"])
+    assert "excludes 0" in (world_dir / "tables" / "table3.md").read_text()   # the legend
+
+
 def test_world_folder_as_results_and_empty_grid(tmp_path, monkeypatch):
     """--results may name the world folder itself; with no evals at all, every cell is '-' and
-    every figure says 'no data' (no crash)."""
+    no figure is drawn: the report names the target that fills each (no crash, no empty panel)."""
     monkeypatch.setenv("WANDB_MODE", "disabled")
     world_dir = tmp_path / "anywhere"
     (world_dir / "evals").mkdir(parents=True)
@@ -265,12 +299,15 @@ def test_world_folder_as_results_and_empty_grid(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     summary = json.loads((world_dir / "tables" / "report.json").read_text())
     assert all(t["filled"] == 0 for t in summary["tables"].values())
-    assert all(f["points"] == 0 for f in summary["figures"].values())
+    assert all(f["points"] == 0 and f["file"] is None for f in summary["figures"].values())
+    assert summary["figures"]["fig4"]["not_drawn"] == (
+        "no cells, not drawn; `snakemake --profile profiles/local fig4 --config world=smoke` fills it")
+    assert "fig2: no cells, not drawn; `snakemake --profile profiles/local fig2" in " ".join(result.output.split())
+    assert not (world_dir / "figures").exists() or not list((world_dir / "figures").iterdir())
     assert summary["wandb"] is None
     _, t3 = read_csv(world_dir / "tables" / "table3.csv")
     assert list(t3)[:3] == [("1b", "10k", "SFT"), ("1b", "10k", "GKD"), ("1b", "10k", "GKD-SFT")]
     assert t3[("8b", "20k", "GKD-SFT")]["Average"] == "-"  # the world's grid ladder, even when empty
-    assert (world_dir / "figures" / "fig5.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_out_puts_tables_and_figures_elsewhere(tmp_path, monkeypatch):

@@ -59,25 +59,28 @@ def test_paper_grid_dry_run(tmp_path):
     assert "sft --model 1b --data full --task translation" in out
 
 
-def test_multi_gpu_rules_launch_through_srun_and_accelerate(tmp_path):
-    """Multi-GPU jobs launch through srun + accelerate (ZeRO-3) on the allocation the cost model
-    chose for them (kdtools.estimate, the resources of the Slurm profile)."""
+def test_multi_gpu_rules_launch_one_rank_per_gpu_on_the_cost_models_allocation(tmp_path):
+    """Multi-GPU training jobs launch a rank per GPU (kdtools.launch) on the allocation the cost
+    model chose for them (kdtools.estimate, the resources of the Slurm profile); generation is
+    one process over a node's GPUs."""
     from kdtools.estimate import plan_settings, slurm_resources
     from kdtools.world import load_world
 
     world = load_world("paper", tmp_path / "results")
     big = slurm_resources(world, "sft", {"model": "70b", "task": "general", "size": "full"}, plan_settings())
     mid = slurm_resources(world, "sft", {"model": "8b", "task": "general", "size": "full"}, plan_settings())
-    assert big["nodes"] > 1 and mid["gpu"] > 1  # a 70b does not fit one node; an 8b not one GPU
+    assert big["nodes"] > 1 and mid["tasks_per_node"] > 1  # a 70b does not fit one node; an 8b not one GPU
+    assert big["gres"] == f"gpu:{big['tasks_per_node']}" and big["mpi"] == "srun"
+    assert big["gpus"] == big["nodes"] * big["tasks_per_node"]
     out = dry_run("table1", "paper", tmp_path)
     line = next(x for x in out.splitlines() if "sft --model 70b --data full" in x)
-    assert f"srun --nodes={big['nodes']} " in line and "accelerate launch" in line and "zero3.yaml" in line
-    assert f"--num_processes {big['nodes'] * big['gpu']}" in line
+    assert (f"python -m kdtools.launch --exec --nodes={big['nodes']} --tasks-per-node={big['tasks_per_node']} "
+            f"--cpus-per-task={big['cpus_per_task']} --gpus -- ") in line
     line = next(x for x in out.splitlines() if "sft --model 8b --data full" in x)
-    assert f"--num_processes {mid['nodes'] * mid['gpu']}" in line
+    assert f"--nodes=1 --tasks-per-node={mid['tasks_per_node']} " in line
     out = dry_run("fig5", "paper", tmp_path)
     line = next(x for x in out.splitlines() if " synth --task arc --n 100k" in x)
-    assert "srun" not in line and "accelerate" not in line  # generation: one process, vLLM TP
+    assert "kdtools.launch" not in line and "exec" not in line  # generation: one process, vLLM TP
 
 
 def test_toy_demo_dry_run_builds_the_world_first(tmp_path):

@@ -124,6 +124,8 @@ def evaluate(lm, benches: list[Benchmark], data_files: dict[str, Path], limit: i
             fewshot_as_multiturn=True, bootstrap_iters=0, random_seed=seed,
             numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
         )
+    if results is None:
+        return {}  # a data-parallel run's other ranks: lm-eval gathers the results on rank 0
     return {b.name: collect(b, results, leaves[b.name]) for b in benches}
 
 
@@ -154,6 +156,7 @@ def sample_record(bench: str, task: str, s: dict) -> dict:
     scores = {k: v for k, v in s.items() if isinstance(v, int | float | bool) and k not in ("doc_id",)}
     return {
         "benchmark": bench, "subtask": task, "doc_id": s.get("doc_id"),
+        "filter": s.get("filter"),  # lm-eval logs one row per (doc, filter): which one this is
         "prompt": prompt if isinstance(prompt, str) else str(prompt),
         "response": resp[0][0] if isinstance(resp[0], list) else resp[0],
         "filtered": filtered[0] if isinstance(filtered, list) else filtered,

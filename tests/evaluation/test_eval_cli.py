@@ -14,6 +14,7 @@ import yaml
 
 from conftest import kdtools
 from kdtools.evaluation.results import validate
+from tests.test_itemscores import assert_items_reproduce
 
 EVALS = ("smoke", "evals")
 
@@ -44,6 +45,7 @@ def test_general_suite(smoke_results):
     assert len(rows) == 25
     assert all(r["prompt"].startswith("<|user|>\n") and r["prompt"].endswith("<|assistant|>\n") for r in rows)
     assert all("requirements" in r["scores"] for r in rows if r["benchmark"] == "infobench")
+    assert_items_reproduce(smoke_results.joinpath(*EVALS, "1b", "base", "general", "none", "general.json"))
     assert "bbh" in proc.stdout and "infobench" in proc.stdout  # the summary table
     # a rerun of the same config is reused, not recomputed
     again = kdtools("eval", "--model", "1b", "--suite", "general", "--limit", "5", results=smoke_results)
@@ -77,6 +79,7 @@ def test_translation_without_comet_reports_chrf_and_says_why(smoke_results, tmp_
     assert "make comet-env" in out["missing"]["comet"]
     assert "make comet-env" in proc.stderr
     assert (tmp_path / "translation.samples.jsonl").is_file()
+    assert_items_reproduce(out_file)     # corpus chrF from the samples' segments
 
 
 @pytest.mark.slow
@@ -93,6 +96,7 @@ def test_summarization_and_arc_on_a_trained_folder(smoke_results, tmp_path):
         assert (out["model"], out["method"], out["size"], out["init"], out["teacher"]) == ("1b", "gkd", "10k", "base", "70b")
         assert list(out["metrics"]) == [metric] and 0 <= out["metrics"][metric] <= 100
         assert out["benchmarks"][suite]["n"] == 3
+        assert_items_reproduce(smoke_results.joinpath(*EVALS, "1b", "gkd", "general", "10k+init-base", f"{suite}.json"))
 
 
 def _refused(smoke_results, *args: str) -> str:

@@ -7,8 +7,8 @@ sys.path.insert(0, str(Path(workflow.basedir)))  # the kdtools package beside th
 
 from kdtools import paths
 from kdtools.errors import KdError
-from kdtools.estimate import plan_settings, slurm_resources
-from kdtools.launch import launch_command
+from kdtools.estimate import TERM_BEFORE_LIMIT, TRAIN_RULES, plan_settings, slurm_resources
+from kdtools.launch import from_resources, launch_command
 from kdtools.world import load_world
 
 try:
@@ -38,7 +38,11 @@ except KdError as exc:
 # Toy worlds train on the CPU of whatever runs them, one core per job: their steps are too small
 # to use a second thread well, so two jobs side by side finish 1.6x sooner than one after the
 # other with two threads each (measured on 2 cores; the weights come out bit-identical).
-TOY_RESOURCES = dict(gpu=0, nodes=1, cpus_per_task=1, mem_mb=4000, runtime=60)
+TOY_RESOURCES = dict(gpus=0, nodes=1, cpus_per_task=1, mem_mb=4000, runtime=60)
+# What every GPU rule declares (kdtools/estimate.py slurm_resources says what each means); a None
+# value drops the resource, e.g. `mpi` and `tasks_per_node` for a job of one rank.
+RESOURCE_KEYS = ("gres", "gpus", "nodes", "tasks_per_node", "mpi", "cpus_per_task", "mem_mb", "runtime",
+                 "slurm_extra")
 _RESOURCES = {}
 
 
@@ -47,7 +51,8 @@ def resources_of(rule):
 
     def of(wildcards):
         if WORLD.toy:
-            return TOY_RESOURCES
+            extra = {"slurm_extra": TERM_BEFORE_LIMIT} if rule in TRAIN_RULES else {}
+            return {**TOY_RESOURCES, **extra}
         key = (rule, tuple(sorted(dict(wildcards.items()).items())))
         if key not in _RESOURCES:
             try:
@@ -60,20 +65,28 @@ def resources_of(rule):
 
 
 def resource(rule, key):
-    return lambda wildcards: resources_of(rule)(wildcards)[key]
+    return lambda wildcards: resources_of(rule)(wildcards).get(key)
+
+
+def rule_resources(rule):
+    """The `resources:` of a GPU rule (`**rule_resources("sft")`), each a function of the job."""
+    return {key: resource(rule, key) for key in RESOURCE_KEYS}
 
 
 def kdtools_cmd(rule, *verb_args, single_process=False):
-    """The launch command for a rule: plain kdtools on one device, srun + accelerate (ZeRO-3)
-    across GPUs and nodes (kdtools.launch). Generation (synth, annotate) is one process that
-    uses every GPU of its node itself (vLLM tensor parallelism): single_process."""
+    """The launch command of a job: plain kdtools for one rank, one srun step of a task per rank
+    otherwise (kdtools.launch), from the job's resources as submitted, so --set-resources (nodes,
+    tasks_per_node, mpi) reshapes the launch too. Generation (synth, annotate) is one process
+    that uses every GPU of its node itself (vLLM tensor parallelism): single_process."""
 
-    def build(wildcards):
-        res = resources_of(rule)(wildcards)
+    def build(wildcards, resources):
         argv = GLOBAL_ARGS + [a.format(**wildcards) for a in verb_args]
         if single_process:
             return launch_command(argv)
-        return launch_command(argv, nodes=res["nodes"], gpus_per_node=res["gpu"])
+        try:
+            return from_resources(argv, resources)
+        except ValueError as exc:
+            raise WorkflowError(f"launch of {rule} jobs: {exc}")
 
     return build
 

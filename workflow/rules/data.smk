@@ -77,11 +77,7 @@ rule synth:
                         single_process=True),
     threads: resource("synth", "cpus_per_task")
     resources:
-        gpu=resource("synth", "gpu"),
-        nodes=lambda wc: 1,
-        cpus_per_task=resource("synth", "cpus_per_task"),
-        mem_mb=resource("synth", "mem_mb"),
-        runtime=resource("synth", "runtime"),
+        **rule_resources("synth"),
     conda:
         "../../envs/kdtools.yaml"
     shell:
@@ -101,16 +97,12 @@ rule annotate:
         task="translation|summarization|arc",
         label="[0-9]+k",
     params:
-        cmd=lambda wc: kdtools_cmd("annotate", "annotate", "--task", "{task}", "--inputs",
+        cmd=lambda wc, resources: kdtools_cmd("annotate", "annotate", "--task", "{task}", "--inputs",
                                    f"{RESULTS}/{W}/data/synth/{wc.task}/{wc.label}.jsonl",
-                                   single_process=True)(wc),
+                                   single_process=True)(wc, resources),
     threads: resource("annotate", "cpus_per_task")
     resources:
-        gpu=resource("annotate", "gpu"),
-        nodes=lambda wc: 1,
-        cpus_per_task=resource("annotate", "cpus_per_task"),
-        mem_mb=resource("annotate", "mem_mb"),
-        runtime=resource("annotate", "runtime"),
+        **rule_resources("annotate"),
     conda:
         "../../envs/kdtools.yaml"
     shell:

@@ -18,10 +18,7 @@ rule eval:
         cmd=eval_cmd,
     threads: resource("eval", "cpus_per_task")  # = cpus_per_task: Snakemake sets OMP_NUM_THREADS to it (default 1)
     resources:
-        gpu=resource("eval", "gpu"),
-        cpus_per_task=resource("eval", "cpus_per_task"),
-        mem_mb=resource("eval", "mem_mb"),
-        runtime=resource("eval", "runtime"),
+        **rule_resources("eval"),
     conda:
         "../../envs/kdtools.yaml"
     shell:

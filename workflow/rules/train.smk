@@ -1,8 +1,10 @@
-# Training stages: one rule per verb, each calling the kdtools CLI through shell: (srun +
-# accelerate across GPUs and nodes, see kdtools/launch.py). Outputs are the run.json manifests
-# the CLI writes last. `exec` makes the trainer the job step's process itself, so Slurm's
-# SIGTERM (time-limit warning, preemption, scancel) reaches it and not a shell that would die
-# first: it checkpoints, exits 75, and Snakemake's retry resumes (kdtools/checkpoint.py).
+# Training stages: one rule per verb, each calling the kdtools CLI through shell: (one srun
+# step with a task per rank across GPUs and nodes, see kdtools/launch.py). Outputs are the
+# run.json manifests the CLI writes last. `exec` makes the trainer (or that srun) the job's
+# process itself, so Slurm's SIGTERM (time-limit warning, preemption, scancel) reaches every rank
+# and not a shell that would die first: each checkpoints, exits 75, and Snakemake's retry resumes
+# (kdtools/checkpoint.py). The resources (GPUs per node, tasks, memory, time, the signal) come from
+# the cost model: workflow/rules/common.smk rule_resources.
 
 SIZE = "[0-9]+k|full"
 TASK = "general|translation|summarization|arc"
@@ -23,11 +25,7 @@ rule sft:
         cmd=kdtools_cmd("sft", "sft", "--model", "{model}", "--data", "{size}", "--task", "{task}"),
     threads: resource("sft", "cpus_per_task")  # = cpus_per_task: Snakemake sets OMP_NUM_THREADS to it (default 1)
     resources:
-        gpu=resource("sft", "gpu"),
-        nodes=resource("sft", "nodes"),
-        cpus_per_task=resource("sft", "cpus_per_task"),
-        mem_mb=resource("sft", "mem_mb"),
-        runtime=resource("sft", "runtime"),
+        **rule_resources("sft"),
     conda:
         "../../envs/kdtools.yaml"
     shell:
@@ -51,11 +49,7 @@ rule gkd:
         cmd=kdtools_cmd("gkd", "gkd", "--student", "{student}", "--data", "{size}", "--task", "{task}"),
     threads: resource("gkd", "cpus_per_task")
     resources:
-        gpu=resource("gkd", "gpu"),
-        nodes=resource("gkd", "nodes"),
-        cpus_per_task=resource("gkd", "cpus_per_task"),
-        mem_mb=resource("gkd", "mem_mb"),
-        runtime=resource("gkd", "runtime"),
+        **rule_resources("gkd"),
     conda:
         "../../envs/kdtools.yaml"
     shell:
@@ -75,15 +69,11 @@ rule gkd_variant:
         size=SIZE,
         variant="(init-base|teacher-70b-it)(\\+teacher-70b-it)?",
     params:
-        cmd=lambda wc: kdtools_cmd("gkd_variant", "gkd", "--student", "{student}", "--data", "{size}",
-                                   "--task", "{task}", *variant_args(wc))(wc),
+        cmd=lambda wc, resources: kdtools_cmd("gkd_variant", "gkd", "--student", "{student}", "--data", "{size}",
+                                   "--task", "{task}", *variant_args(wc))(wc, resources),
     threads: resource("gkd_variant", "cpus_per_task")
     resources:
-        gpu=resource("gkd_variant", "gpu"),
-        nodes=resource("gkd_variant", "nodes"),
-        cpus_per_task=resource("gkd_variant", "cpus_per_task"),
-        mem_mb=resource("gkd_variant", "mem_mb"),
-        runtime=resource("gkd_variant", "runtime"),
+        **rule_resources("gkd_variant"),
     conda:
         "../../envs/kdtools.yaml"
     shell:
@@ -106,11 +96,7 @@ rule seqkd:
         cmd=kdtools_cmd("seqkd", "seqkd", "--student", "{student}", "--data", "{size}", "--task", "{task}"),
     threads: resource("seqkd", "cpus_per_task")
     resources:
-        gpu=resource("seqkd", "gpu"),
-        nodes=resource("seqkd", "nodes"),
-        cpus_per_task=resource("seqkd", "cpus_per_task"),
-        mem_mb=resource("seqkd", "mem_mb"),
-        runtime=resource("seqkd", "runtime"),
+        **rule_resources("seqkd"),
     conda:
         "../../envs/kdtools.yaml"
     shell:
@@ -139,11 +125,7 @@ rule gkd_synthetic:
                         "--method", "{method}", "--synthetic", "{label}"),
     threads: resource("gkd_synthetic", "cpus_per_task")
     resources:
-        gpu=resource("gkd_synthetic", "gpu"),
-        nodes=resource("gkd_synthetic", "nodes"),
-        cpus_per_task=resource("gkd_synthetic", "cpus_per_task"),
-        mem_mb=resource("gkd_synthetic", "mem_mb"),
-        runtime=resource("gkd_synthetic", "runtime"),
+        **rule_resources("gkd_synthetic"),
     conda:
         "../../envs/kdtools.yaml"
     shell:
