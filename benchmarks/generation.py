@@ -5,8 +5,8 @@
     python benchmarks/generation.py --shape 1b --device cuda [--prompts 64] [--max-new-tokens 128] \
         [--batch-size 64]                       # what `make bench-gpu` runs (no files, no network)
 
-With --shape (1b: Llama-3.2-1B's shape, vocabulary 128256; tiny: a 2-layer 64-wide model of
-vocabulary 1000), a random-init model with an untied head whose EOS row is zero (so every row
+With --shape (1b: Llama-3.2-1B's shape, vocabulary 128256; small: 4 layers 256 wide, vocabulary
+32000; tiny: 2 layers 64 wide, vocabulary 1000), a random-init model with an untied head whose EOS row is zero (so every row
 runs max_new_tokens: equal work on both sides) and a word-level tokenizer covering the whole
 vocabulary is saved to a temporary folder; the engine's HF backend (`HFBackend.complete`, bf16 on
 CUDA) and plain `model.generate` on the same model and the same batch (left padded) each run
@@ -46,6 +46,7 @@ from peakmem import Clock, sync  # noqa: E402
 
 SHAPES = {  # hidden, layers, heads, kv heads, ffn, vocabulary
     "1b": (2048, 16, 32, 8, 8192, 128256),
+    "small": (256, 4, 8, 4, 1024, 32000),   # a CPU-sized model over a real vocabulary
     "tiny": (64, 2, 4, 2, 128, 1000),
 }
 

@@ -108,3 +108,18 @@ def test_a_refused_job_stops_every_rank_with_one_error_line(trained, tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.count("error:") == 1 and "different config" in proc.stderr, proc.stderr[-3000:]
     assert (out / "run.json").read_text() == before
+
+
+def test_on_policy_gkd_on_two_ranks_samples_what_one_process_samples(trained, tmp_path):
+    """lambda 1 (every step samples): each micro-batch draws from a generator seeded by its GLOBAL
+    index in the step (kdtools.onpolicy), so two ranks sample exactly what one process samples at
+    the same global batch, and the loss curves match."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = ("gkd", "--student", "1b", "--data", "10k", "--max-steps", STEPS, "--lmbda", "1")
+    kdtools(*args, "--out", str(one), results=trained)
+    proc = two_ranks(*args, "--out", str(two), results=trained)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    a, b = metrics(one), metrics(two)
+    assert a["onpolicy_steps"] == b["onpolicy_steps"] == int(STEPS)
+    curves_match(a["loss_curve"], b["loss_curve"])
+    assert a["tokens_seen"] == b["tokens_seen"]          # the same samples, so the same lengths
