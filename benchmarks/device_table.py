@@ -51,8 +51,8 @@ TINY = {
 }
 # (impl, lambda, optimizer steps, untimed first steps, extra flags): the first on-policy steps of
 # kdtools compile the sampler's decode step (static KV cache), so two are left out.
-GKD_RUNS = [("trl", 1.0, 3, 1, []), ("kdtools", 1.0, 5, 2, []), ("kdtools", 1.0, 3, 1, ["--static-sampling", "off"]),
-            ("trl", 0.0, 4, 1, []), ("kdtools", 0.0, 4, 1, [])]
+GKD_RUNS = [("kdtools", 1.0, 4, 2, []), ("trl", 1.0, 2, 1, []), ("kdtools", 0.0, 3, 1, []), ("trl", 0.0, 3, 1, []),
+            ("kdtools", 1.0, 2, 1, ["--static-sampling", "off"])]
 
 
 def run(cmd: list[str], timeout: float, out) -> list[dict]:
@@ -132,13 +132,20 @@ def gkd_rows(rows) -> list[tuple[str, str]]:
         peak = size(r.get("peak_total_mb", r["peak_mb"]))
         table.append((name, f"{fmt(step, ' s')} per step, {r['tokens_per_s']:.0f} tok/s, peak {peak}"
                       + (f", sampling fell back: {r['sampling_fell_back']}" if r.get("sampling_fell_back") else "")))
+    at_half = {}
     for impl in ("trl", "kdtools"):
         on, off = get(impl, 1.0), get(impl, 0.0)
         if on and off and on["onpolicy_step_s"] and off["offpolicy_step_s"]:
             rate = ((on["onpolicy_step_tokens"] + off["offpolicy_step_tokens"])
                     / (on["onpolicy_step_s"] + off["offpolicy_step_s"]))
-            table.append((f"gkd {impl} at lambda 0.5", f"{rate:.0f} tok/s; on-policy step "
+            peak = max(r.get("peak_total_mb", r["peak_mb"]) for r in (on, off))
+            at_half[impl] = (rate, peak)
+            table.append((f"gkd {impl} at lambda 0.5", f"{rate:.0f} tok/s, peak {size(peak)}; on-policy step "
                           f"{on['onpolicy_step_s'] / off['offpolicy_step_s']:.1f}x the off-policy step"))
+    if len(at_half) == 2:
+        (trl_rate, trl_peak), (kd_rate, kd_peak) = at_half["trl"], at_half["kdtools"]
+        table.append(("gkd kdtools / TRL at lambda 0.5", f"{kd_rate / trl_rate:.2f}x tokens/s at "
+                      f"{kd_peak / trl_peak:.2f}x the peak memory"))
     for r in rows:
         if "error" in r:
             table.append(("gkd (failed)", f"{r['cmd']}: {r['error']} {r.get('stderr', '')[-300:]}"))
@@ -175,6 +182,7 @@ def main(argv=None):
     p.add_argument("--tiny", action="store_true", help="tiny sizes (a CPU run of the same code)")
     p.add_argument("--parts", default="loss,gkd,gen", help="comma-separated subset of loss, gkd, gen")
     p.add_argument("--out", type=Path, default=None, help="also write every JSON line to this file")
+    p.add_argument("--budget", type=float, default=360, help="seconds for everything: parts past it are cut")
     args = p.parse_args(argv)
     import torch
 
@@ -185,30 +193,35 @@ def main(argv=None):
     device_name = torch.cuda.get_device_name(0) if cuda else f"CPU ({os.cpu_count()} cores)"
     parts = args.parts.split(",")
     started = time.time()
+
+    reserve = 60 if "gen" in parts else 0  # the GKD runs leave generation its minute
+
+    def left(cap: float, keep: float = 0) -> float:
+        """A part's timeout: its cap, or what is left of --budget less `keep`."""
+        return max(1.0, min(cap, args.budget - keep - (time.time() - started)))
+
     out = open(args.out, "w") if args.out else None  # noqa: SIM115 (closed below)
     table: list[tuple[str, str]] = []
     dev = ["--device", args.device]
     if "loss" in parts:
         loss = str(HERE / "fused_loss.py")
-        rows = run([loss, *sizes["loss"], *dev, "--chunk-size", "auto", "--methods", "trl,fused,liger", "--accuracy"],
-                   150, out)
-        if cuda:  # the chunk the CPU rule would give, to show what the device rule buys
-            from kdtools.losses import chunk_tokens
-
-            vocab = int(sizes["loss"][sizes["loss"].index("--vocab") + 1])
-            rows += run([loss, *sizes["loss"], *dev, "--chunk-size", str(chunk_tokens(vocab, "cpu")),
-                         "--methods", "fused"], 60, out)
-        table += loss_rows(rows)
+        # on a GPU also the fused loss at the CPU rule's chunk: what the device rule buys
+        methods = "trl,fused,liger" + (",fused:cpu-rule" if cuda else "")
+        table += loss_rows(run([loss, *sizes["loss"], *dev, "--chunk-size", "auto", "--methods", methods,
+                                "--accuracy"], left(150), out))
     if "gkd" in parts:
         rows = []
         for impl, lmbda, steps, warmup, extra in GKD_RUNS:
             if extra and not cuda:
                 continue  # the static cache is a CUDA path: on a CPU both runs would be the dynamic one
+            if left(240, reserve) < 30:
+                rows.append({"cmd": f"gkd_step.py {impl} lambda {lmbda}", "error": "not run: out of --budget"})
+                continue
             rows += run([str(HERE / "gkd_step.py"), "--worker", impl, "--lmbda", str(lmbda), "--steps", str(steps),
-                         "--warmup-steps", str(warmup), *sizes["gkd"], *dev, *extra], 240, out)
+                         "--warmup-steps", str(warmup), *sizes["gkd"], *dev, *extra], left(240, reserve), out)
         table += gkd_rows(rows)
     if "gen" in parts:
-        table += gen_rows(run([str(HERE / "generation.py"), *sizes["gen"], *dev], 150, out))
+        table += gen_rows(run([str(HERE / "generation.py"), *sizes["gen"], *dev], left(150), out))
     if out:
         out.close()
     width = max((len(a) for a, _ in table), default=10)

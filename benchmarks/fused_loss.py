@@ -92,10 +92,15 @@ def _step(method, s_hidden, s_weight, t_hidden, t_weight, labels, beta, chunk_si
     return loss.detach()
 
 
-def _chunk(args, vocab):
+def _chunk(args, vocab, method="fused"):
+    """The fused loss's chunk: 'fused:N' says N; else --chunk-size (a number, or 'auto': the
+    device's rule, losses.chunk_tokens; 'cpu-rule': the CPU's rule on any device)."""
     from kdtools.losses import chunk_tokens
 
-    return chunk_tokens(vocab, args.device) if args.chunk_size == "auto" else int(args.chunk_size)
+    size = method.split(":")[1] if ":" in method else args.chunk_size
+    if size in ("auto", "cpu-rule"):
+        return chunk_tokens(vocab, args.device if size == "auto" else "cpu")
+    return int(size)
 
 
 def worker(method, grid, args):
@@ -107,10 +112,11 @@ def worker(method, grid, args):
     cuda = is_cuda(args.device)
     if not cuda:
         _step(method, *_inputs(16, grid[0][1], args.hidden), BETA, 16)  # warm up thread pools
+    kind = method.split(":")[0]  # 'fused:130' is the fused loss at 130 tokens per chunk
     for tokens, vocab in grid:
-        chunk = _chunk(args, vocab)
+        chunk = _chunk(args, vocab, method)
         row = dict(tokens=tokens, vocab=vocab, hidden=args.hidden, method=method, device=args.device,
-                   dtype=args.dtype, **({"chunk_size": chunk} if method == "fused" else {}))
+                   dtype=args.dtype, **({"chunk_size": chunk} if kind == "fused" else {}))
         need = tokens * vocab * TRL_BYTES_PER_LOGIT
         if method == "trl" and not cuda:
             import psutil
@@ -120,7 +126,7 @@ def worker(method, grid, args):
                 continue
         inputs = _inputs(tokens, vocab, args.hidden, device=args.device, dtype=args.dtype)
 
-        step = functools.partial(_step, method, *inputs, BETA, chunk)
+        step = functools.partial(_step, kind, *inputs, BETA, chunk)
 
         def clear(inputs=inputs):
             inputs[0].grad = inputs[1].grad = None
@@ -159,7 +165,7 @@ def accuracy(grid, args):
         *tensors, labels = _inputs(tokens, vocab, args.hidden, seed=1, device=args.device)
         low = [t.detach().to(getattr(torch, args.dtype)) for t in tensors]
         reference = None
-        for method in ["fp64", *args.methods]:
+        for method in ["fp64", *(m for m in args.methods if ":" not in m)]:
             dtype = torch.float64 if method == "fp64" else low[0].dtype
             inputs = [t.detach().to(dtype).requires_grad_(i < 2) for i, t in enumerate(low)] + [labels]
             try:
@@ -255,7 +261,8 @@ def parse(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--methods", default="fused,trl", type=lambda t: [m for m in t.split(",") if m],
-                        help="comma-separated: fused, trl, liger (CUDA with liger-kernel)")
+                        help="comma-separated: fused, fused:N (N tokens a chunk, or fused:cpu-rule), trl, "
+                             "liger (CUDA with liger-kernel)")
     parser.add_argument("--reps", type=int, default=5, help="timed calls per point (CUDA)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls first (CUDA)")
     parser.add_argument("--accuracy", action="store_true", help="also gradients vs float64 (and the loss rule)")
