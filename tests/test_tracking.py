@@ -31,8 +31,9 @@ def test_training_and_its_evaluation_log_to_one_run(smoke_results, tmp_path):
     assert run["wandb"] == {"id": tracking.run_id(out, run["config_hash"]), "project": "kdtools-smoke",
                             "entity": None}
     kdtools("data", "--task", "arc", results=smoke_results)
-    kdtools("eval", "--model", str(out), "--suite", "arc", "--limit", "3", "--out", str(tmp_path / "ev" / "arc.json"),
-            results=smoke_results, env=env)
+    proc = kdtools("eval", "--model", str(out), "--suite", "arc", "--limit", "3", "--out",
+                   str(tmp_path / "ev" / "arc.json"), results=smoke_results, env={**env, "KDTOOLS_PROGRESS_SECONDS": "0"})
+    assert "eval generate_until: 3/3 requests (100.0%)" in proc.stderr       # progress lines in a log
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(r.name.endswith(run["wandb"]["id"]) for r in runs)   # one W&B run
     log = next(runs[-1].glob("*.wandb")).read_bytes()
