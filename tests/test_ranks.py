@@ -108,3 +108,15 @@ def test_a_refused_job_stops_every_rank_with_one_error_line(trained, tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.count("error:") == 1 and "different config" in proc.stderr, proc.stderr[-3000:]
     assert (out / "run.json").read_text() == before
+
+
+def test_eval_on_two_ranks_writes_one_result(trained, tmp_path):
+    """lm-eval under accelerate: the main process alone locks, scores and writes the eval JSON."""
+    kdtools("data", "--task", "arc", results=trained)
+    model = trained / "smoke" / "models" / "1b" / "sft" / "general" / "10k"
+    out = tmp_path / "ev" / "arc.json"
+    proc = two_ranks("eval", "--model", str(model), "--suite", "arc", "--limit", "4", "--out", str(out),
+                     results=trained)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stderr.count("done in") == 1 and json.loads(out.read_text())["benchmarks"]["arc"]["n"] == 4
+    assert sorted(p.name for p in out.parent.iterdir()) == [".arc.json.lock", "arc.json", "arc.samples.jsonl"]
