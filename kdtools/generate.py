@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kdtools import manifest
 from kdtools.errors import KdError
+from kdtools.progress import Lines
 
 console = Console(stderr=True, soft_wrap=True)
 SYNC_EVERY = 8                     # GPU decode steps between looks at which rows finished (HFBackend)
@@ -233,10 +234,11 @@ def generate(model_dir: str, prompts: list[list[dict]], out_dir: Path, sampling:
     todo = [s for s in plan if not (shard_dir / f"shard-{s[0]:05d}.jsonl").is_file()]
     backend = None
     started = time.time()
+    already = len(prompts) - sum(e - s for _, s, e in todo)
     with Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("prompts"), TimeRemainingColumn(), console=console,
-                  disable=not console.is_terminal) as progress:
-        bar = progress.add_task(label, total=len(prompts), completed=len(prompts) - sum(e - s for _, s, e in todo))
+                  disable=not console.is_terminal) as progress, Lines(label, len(prompts), done=already) as lines:
+        bar = progress.add_task(label, total=len(prompts), completed=already)
         for index, start, end in todo:
             if backend is None:
                 backend = (VLLMBackend if _vllm_available() else HFBackend)(model_dir, chat_template)
@@ -247,6 +249,7 @@ def generate(model_dir: str, prompts: list[list[dict]], out_dir: Path, sampling:
             manifest.atomic_write_text(shard_dir / f"shard-{index:05d}.jsonl",
                                        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
             progress.advance(bar, end - start)
+            lines.advance(end - start)
     if todo:
         console.print(f"  {label}: {sum(e - s for _, s, e in todo)} prompts x {sampling.samples} samples "
                       f"in {time.time() - started:.0f}s ({backend.name if backend else '-'})")

@@ -131,9 +131,10 @@ def finish(partial: Path, out: Path, tokenizer, verb: str, config: dict, started
     tokenizer.save_pretrained(str(partial))
     shutil.rmtree(partial / "trainer", ignore_errors=True)
     (partial / RESUME_FILE).unlink(missing_ok=True)
+    run = tracking.current_run() if wandb_on else None   # where `kdtools eval` adds its scores
     if wandb_on:
         tracking.finish_run({k: v for k, v in metrics.items() if k != "loss_curve"})
-    payload = manifest.write_manifest(partial, verb, config, started, metrics=metrics, dims=dims)
+    payload = manifest.write_manifest(partial, verb, config, started, metrics=metrics, dims=dims, wandb=run)
     publish(partial, out)
     return payload
 

@@ -124,3 +124,15 @@ def test_on_policy_gkd_on_two_ranks_samples_what_one_process_samples(trained, tm
     assert a["onpolicy_steps"] == b["onpolicy_steps"] == int(STEPS)
     curves_match(a["loss_curve"], b["loss_curve"])
     assert a["tokens_seen"] == b["tokens_seen"]          # the same samples, so the same lengths
+
+
+def test_eval_on_two_ranks_writes_one_result(trained, tmp_path):
+    """lm-eval under accelerate: the main process alone locks, scores and writes the eval JSON."""
+    kdtools("data", "--task", "arc", results=trained)
+    model = trained / "smoke" / "models" / "1b" / "sft" / "general" / "10k"
+    out = tmp_path / "ev" / "arc.json"
+    proc = two_ranks("eval", "--model", str(model), "--suite", "arc", "--limit", "4", "--out", str(out),
+                     results=trained)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stderr.count("done in") == 1 and json.loads(out.read_text())["benchmarks"]["arc"]["n"] == 4
+    assert sorted(p.name for p in out.parent.iterdir()) == [".arc.json.lock", "arc.json", "arc.samples.jsonl"]
