@@ -130,7 +130,7 @@ sys.exit("recorded, not submitted")
 
 
 def test_paper_gpu_jobs_sbatch_lines(slurm, tmp_path):
-    """What the plugin asks sbatch for the 70b SFT (4 nodes) and the 3b GKD (1 node, 4 GPUs),
+    """What the plugin asks sbatch for the 70b SFT (4 nodes) and the 3b GKD (1 node),
     captured by a recording sbatch first on PATH; every number from kdtools.estimate."""
     from kdtools.estimate import plan_settings, slurm_resources
     from kdtools.world import load_world
