@@ -15,7 +15,7 @@ CPU_TORCH ?= torch==2.13.0
 export DS_BUILD_OPS := 0
 export TRL_EXPERIMENTAL_SILENCE := 1
 
-.PHONY: setup demo demo-all test lint clean-demo
+.PHONY: setup demo demo-all test lint clean-demo bench-gpu bench-cpu
 
 setup: $(STAMP)
 
@@ -50,6 +50,17 @@ lint: setup
 
 clean-demo:
 	rm -rf results/toy
+
+# Speed on a device, one table (benchmarks/device_table.py): the loss, a GKD step vs TRL, generation.
+# bench-gpu: one H100/H200, the issue's sizes (1B/3B shapes, bf16), < 6 min; it uses the venv when
+# there is one, else BENCH_PY (a GPU image's python3 with the project's packages on its path).
+# bench-cpu: the same code at tiny sizes on a CPU.
+BENCH_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+bench-gpu:
+	$(BENCH_PY) benchmarks/device_table.py --device cuda $(BENCH_ARGS)
+
+bench-cpu: setup
+	$(PY) benchmarks/device_table.py --device cpu --tiny $(BENCH_ARGS)
 
 # COMET runs in its own environment (unbabel-comet pins transformers<5 and numpy<2): kdtools eval
 # --suite translation calls $(COMET_VENV)/bin/python as a subprocess (docs/eval.md). ~90 s, 1.6 GB.

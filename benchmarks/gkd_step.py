@@ -29,6 +29,14 @@ divide a step's summed JSD by the same global count of response tokens (transfor
 num_items_in_batch; without accumulation and without sampling that is what TRL divides by too),
 so the curves are comparable as they are.
 
+On a GPU (`--device cuda --dtype bfloat16`, what `make bench-gpu` runs through
+benchmarks/device_table.py at the issue's shapes: `--student-shape 2048,16,32,8,8192
+--teacher-shape 3072,28,24,8,8192 --vocab 128256 --seq 1024 --batch 8 --max-new-tokens 128
+--prompt-tokens 896`, i.e. random-init Llama-3.2-1B and 3B shapes), the models are built on the
+device in that dtype, steps are timed with CUDA events (on_step_end to on_step_end, sampling
+included) and peak memory is torch.cuda.max_memory_allocated (`peak_mb`: growth during train();
+`peak_total_mb`: everything, models included).
+
 Prints one JSON line per run, then a JSON summary (last line). Not a test: run it by hand; about
 3 minutes on 2 quiet CPU cores (TRL's on-policy steps take most of it, and much longer when the
 cores are shared with other work).
@@ -44,18 +52,24 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peakmem import BENCH_ENV, measure  # noqa: E402
+from peakmem import BENCH_ENV, Clock, is_cuda, measure  # noqa: E402
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "pe", "zu", "da", "fi", "go", "hu"]
 
 
 def words(rng, n):
     return " ".join("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 3))) for _ in range(n))
+
+
+def _shape(text, hidden, layers):
+    """'H,L,heads,kv_heads,ffn' -> tuple; empty: the CPU default (head size 32, ffn 4H)."""
+    if text:
+        return tuple(int(x) for x in text.split(","))
+    return hidden, layers, hidden // 32, hidden // 32, 4 * hidden
 
 
 def build(args, tmp):
@@ -71,28 +85,41 @@ def build(args, tmp):
                           {"role": "assistant", "content": words(rng, 4 * args.seq)}]}
             for _ in range(args.rows)]
     tokenizer = train_tokenizer([m["content"] for r in rows for m in r["messages"]], vocab_size=400)
+    if args.prompt_tokens:  # prompts of exactly this many tokens (the GPU shapes: 896 of 1024)
+        for r in rows:
+            user = r["messages"][0]
+            user["content"] = tokenizer.decode(tokenizer(user["content"])["input_ids"][:args.prompt_tokens - 6])
     prompt_len = max(len(tokenizer(tokenizer.apply_chat_template(r["messages"][:1], tokenize=False,
                                                                  add_generation_prompt=True),
                                    add_special_tokens=False)["input_ids"]) for r in rows)
     for r in rows:  # cut each response so that the whole conversation just fits in args.seq tokens
         answer = r["messages"][1]
         answer["content"] = tokenizer.decode(tokenizer(answer["content"])["input_ids"][:args.seq - prompt_len - 4])
+    dtype = getattr(torch, args.dtype)
 
-    def model(hidden, layers, seed):
+    def model(shape, seed):
+        hidden, layers, heads, kv_heads, ffn = shape
         torch.manual_seed(seed)
-        config = LlamaConfig(vocab_size=args.vocab, hidden_size=hidden, intermediate_size=4 * hidden,
-                             num_hidden_layers=layers, num_attention_heads=hidden // 32,
-                             num_key_value_heads=hidden // 32, max_position_embeddings=2 * args.seq,
+        config = LlamaConfig(vocab_size=args.vocab, hidden_size=hidden, intermediate_size=ffn,
+                             num_hidden_layers=layers, num_attention_heads=heads,
+                             num_key_value_heads=kv_heads, max_position_embeddings=2 * args.seq,
                              tie_word_embeddings=False, eos_token_id=tokenizer.eos_token_id,
                              pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
-        m = LlamaForCausalLM(config)
+        old = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device(args.device):  # built where it runs: a 3B model inits in seconds on a GPU
+                m = LlamaForCausalLM(config)
+        finally:
+            torch.set_default_dtype(old)
         m.generation_config.eos_token_id = tokenizer.eos_token_id
         m.generation_config.pad_token_id = tokenizer.pad_token_id
         return m
 
-    student = model(args.hidden, args.layers, args.seed)
-    teacher = model(args.teacher_hidden, args.teacher_layers, args.seed + 1)
-    return tokenizer, student, teacher, datasets.Dataset.from_list(rows), args.seq - prompt_len
+    student = model(_shape(args.student_shape, args.hidden, args.layers), args.seed)
+    teacher = model(_shape(args.teacher_shape, args.teacher_hidden, args.teacher_layers), args.seed + 1)
+    max_new = args.max_new_tokens or args.seq - prompt_len
+    return tokenizer, student, teacher, datasets.Dataset.from_list(rows), max_new
 
 
 def trainer_class(impl):
@@ -125,6 +152,8 @@ def worker(args):
     from transformers import TrainerCallback
     from trl.experimental.gkd import GKDConfig
 
+
+    cuda = is_cuda(args.device)
     torch.set_num_threads(args.threads)
     tmp = tempfile.mkdtemp()
     tokenizer, student, teacher, data, max_new = build(args, tmp)
@@ -134,27 +163,30 @@ def worker(args):
         output_dir=tmp, per_device_train_batch_size=args.batch, gradient_accumulation_steps=1,
         learning_rate=args.lr, max_steps=args.steps, lr_scheduler_type="constant", warmup_steps=0,
         logging_steps=1, save_strategy="no", report_to="none", seed=args.seed, data_seed=args.seed,
-        use_cpu=True, dataloader_num_workers=0, gradient_checkpointing=True, max_length=args.seq,
-        lmbda=args.lmbda, beta=0.5, temperature=1.0, max_new_tokens=max_new, disable_dropout=True,
-        seq_kd=False,
+        use_cpu=not cuda, bf16=args.dtype == "bfloat16", dataloader_num_workers=0, gradient_checkpointing=True,
+        max_length=args.seq, lmbda=args.lmbda, beta=0.5, temperature=1.0, max_new_tokens=max_new,
+        disable_dropout=True, seq_kd=False, disable_tqdm=True,
     )
-    kw = {} if impl == "trl" else {"fused_loss": impl != "kdtools-plain", "policy_seed": args.seed}
-    steps = []
+    kw = {} if impl == "trl" else {"fused_loss": impl != "kdtools-plain", "policy_seed": args.seed,
+                                   "static_sampling": {"on": True, "off": False}.get(args.static_sampling)}
+    counts = []
+    clock = Clock(args.device)
 
-    class Clock(TrainerCallback):
+    class Steps(TrainerCallback):
         def on_train_begin(self, *a, **k):
-            self.last = (time.perf_counter(), 0, 0)
+            clock.mark()
+            counts.append((0, 0))
 
         def on_step_end(self, *a, **k):
-            now = (time.perf_counter(), cls.tokens, cls.generations)
-            steps.append({"seconds": now[0] - self.last[0], "tokens": now[1] - self.last[1],
-                          "onpolicy": now[2] > self.last[2]})
-            self.last = now
+            clock.mark()
+            counts.append((cls.tokens, cls.generations))
 
     trainer = cls(model=student, teacher_model=teacher, args=config, train_dataset=data,
-                  processing_class=tokenizer, callbacks=[Clock()], **kw)
-    seconds, peak_mb, _ = measure(trainer.train)
-    timed = steps[1:]  # the first step is warm-up (thread pools, optimizer state allocation)
+                  processing_class=tokenizer, callbacks=[Steps()], **kw)
+    seconds, peak_mb, _ = measure(trainer.train, device=args.device)
+    steps = [{"seconds": s, "tokens": b[0] - a[0], "onpolicy": b[1] > a[1]}
+             for s, a, b in zip(clock.intervals(), counts[:-1], counts[1:], strict=True)]
+    timed = steps[args.warmup_steps:]  # warm-up: thread pools, optimizer state, compiling the sampler
     on = [s for s in timed if s["onpolicy"]]
     off = [s for s in timed if not s["onpolicy"]]
 
@@ -162,12 +194,18 @@ def worker(args):
         return statistics.mean(r[key] for r in rows) if rows else None
 
     row = {"impl": impl, "lmbda": args.lmbda, "steps": len(steps), "train_seconds": round(seconds, 2),
-           "peak_mb": round(peak_mb, 1), "onpolicy_steps": len(on) + steps[0]["onpolicy"],
+           "peak_mb": round(peak_mb, 1), "onpolicy_steps": sum(s["onpolicy"] for s in steps),
            "tokens_per_s": round(sum(s["tokens"] for s in timed) / sum(s["seconds"] for s in timed), 1),
            "onpolicy_step_s": mean(on, "seconds"), "offpolicy_step_s": mean(off, "seconds"),
            "onpolicy_step_tokens": mean(on, "tokens"), "offpolicy_step_tokens": mean(off, "tokens"),
-           "max_new_tokens": max_new,
+           "max_new_tokens": max_new, "device": args.device, "dtype": args.dtype,
            "loss_curve": [e["loss"] for e in trainer.state.log_history if "loss" in e]}
+    if impl != "trl":
+        row.update(loss_impl=("liger" if trainer.liger else "fused") if trainer.fused_loss else "plain",
+                   static_sampling=trainer.sampler.static, sampling_fell_back=trainer.sampler.fell_back,
+                   onpolicy_sampling_s=round(trainer.onpolicy_seconds, 3))
+    if cuda:
+        row["peak_total_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     if on and off:
         lam = args.lmbda
         row["tokens_per_s_at_lmbda"] = round(
@@ -179,7 +217,8 @@ def worker(args):
 def spawn(args, impl, lmbda, steps):
     cmd = [sys.executable, __file__, "--worker", impl, "--lmbda", str(lmbda), "--steps", str(steps)]
     for key in ("vocab", "seq", "batch", "hidden", "layers", "teacher_hidden", "teacher_layers",
-                "rows", "prompt_words", "seed", "lr", "threads"):
+                "rows", "prompt_words", "seed", "lr", "threads", "device", "dtype", "student_shape",
+                "teacher_shape", "max_new_tokens", "prompt_tokens", "warmup_steps", "static_sampling"):
         cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     env = {**os.environ, **BENCH_ENV,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -214,6 +253,15 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--threads", type=int, default=2, help="torch threads (2 on this machine)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--student-shape", default="", help="H,layers,heads,kv_heads,ffn (else from --hidden/--layers)")
+    p.add_argument("--teacher-shape", default="", help="H,layers,heads,kv_heads,ffn")
+    p.add_argument("--max-new-tokens", type=int, default=0, help="0: seq - longest prompt")
+    p.add_argument("--prompt-tokens", type=int, default=0, help="cut prompts to this many tokens (0: words)")
+    p.add_argument("--warmup-steps", type=int, default=1, help="untimed first steps")
+    p.add_argument("--static-sampling", default="auto", choices=["auto", "on", "off"],
+                   help="kdtools' static, compiled KV cache for sampling (auto: on CUDA)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -226,7 +274,8 @@ def main(argv=None):
               for impl in ("trl", "kdtools-plain", "kdtools") if args.curve_steps}
     ok = [r for r in runs if "error" not in r]
     by = {impl: [r for r in ok if r["impl"] == impl] for impl in ("trl", "kdtools")}
-    summary = {"machine": f"CPU, {os.cpu_count()} cores (shared), torch threads {args.threads}",
+    summary = {"machine": (f"CPU, {os.cpu_count()} cores (shared), torch threads {args.threads}"
+                           if args.device == "cpu" else args.device),
                "vocab": args.vocab, "seq": args.seq, "batch": args.batch, "lmbda": args.lmbda,
                "beta": 0.5, "gradient_checkpointing": True, "steps": args.steps,
                "student": f"Llama hidden {args.hidden} x {args.layers} layers",

@@ -1,7 +1,13 @@
-"""Peak resident-memory growth of a call, for the benchmarks (CPU; CUDA uses torch's counters).
+"""Time and peak memory of a call, for the benchmarks, on a CPU or a CUDA device.
 
-    from peakmem import measure          # benchmarks/ is on sys.path when a script there runs
-    seconds, peak_mb, result = measure(fn, *args)
+    from peakmem import measure, timed   # benchmarks/ is on sys.path when a script there runs
+    seconds, peak_mb, result = measure(fn, *args)                   # CPU: peak RSS growth
+    seconds, peak_mb, result = measure(fn, *args, device="cuda")    # torch.cuda.max_memory_allocated
+    per_call_seconds = timed(fn, device="cuda", reps=5, warmup=2)   # CUDA events after warm-up
+
+On CUDA, time comes from CUDA events recorded around the call (so queued GPU work is counted)
+and memory from torch's allocator: the peak of `max_memory_allocated` during the call over what
+was allocated before it.
 
 The kernel's high-water mark (VmHWM) is reset before the call and read after it; where /proc
 does not allow the reset, a psutil thread samples the RSS every millisecond instead (both are
@@ -34,8 +40,79 @@ def _reset_high_water_mark():
         return False
 
 
-def measure(fn, *args):
-    """(seconds, peak RSS growth in MB over the RSS at the call, result) of fn(*args)."""
+def is_cuda(device) -> bool:
+    return str(device).startswith("cuda")
+
+
+def sync(device) -> None:
+    if is_cuda(device):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+class Clock:
+    """Elapsed seconds between marks: CUDA events on a GPU (no sync until read), perf_counter on a CPU."""
+
+    def __init__(self, device):
+        self.cuda = is_cuda(device)
+        self.marks = []
+
+    def mark(self):
+        if self.cuda:
+            import torch
+
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def intervals(self) -> list[float]:
+        """Seconds between consecutive marks (waits for the GPU)."""
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            return [a.elapsed_time(b) / 1e3 for a, b in zip(self.marks, self.marks[1:], strict=False)]
+        return [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
+
+
+def timed(fn, device="cpu", reps=5, warmup=1, before=None) -> list[float]:
+    """Seconds of each of `reps` calls of fn() after `warmup` untimed ones; `before()` runs
+    untimed before every call (e.g. clearing gradients)."""
+    for _ in range(warmup):
+        if before:
+            before()
+        fn()
+    sync(device)
+    out = []
+    for _ in range(reps):
+        if before:
+            before()
+        clock = Clock(device)
+        clock.mark()
+        fn()
+        clock.mark()
+        out.extend(clock.intervals())
+    return out
+
+
+def measure(fn, *args, device="cpu"):
+    """(seconds, peak memory growth in MB during the call, result) of fn(*args): RSS on a CPU,
+    torch.cuda.max_memory_allocated over the memory allocated at the call on CUDA."""
+    if is_cuda(device):
+        import torch
+
+        sync(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        clock = Clock(device)
+        clock.mark()
+        result = fn(*args)
+        clock.mark()
+        seconds = clock.intervals()[0]
+        return seconds, (torch.cuda.max_memory_allocated(device) - base) / 2**20, result
     import psutil
 
     proc = psutil.Process()

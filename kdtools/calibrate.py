@@ -7,7 +7,8 @@ write the rates the cost model divides by, so estimates follow the user's own ha
 For each model of the world that fits on the device: a training step (forward, backward, AdamW)
 at the world's per-device batch and max length -> achieved train FLOP/s; a forward pass ->
 forward FLOP/s (teacher scoring, prefill); a greedy decode of DECODE_TOKENS tokens -> seconds
-per decode step and the bandwidth it implies. Plus the job start (importing the training
+per decode step and the bandwidth it implies; GKD's own on-policy sampler (kdtools.onpolicy) at the
+per-device batch -> seconds per sampled step, the rate `plan` prices on-policy sampling at. Plus the job start (importing the training
 stack in a fresh process) and the load rate of the weights. FLOPs come from
 kdtools.costmodel, so a calibrated estimate is the same formula with measured denominators.
 """
@@ -148,6 +149,9 @@ def measure_model(world: World, alias: str, steps: int = STEPS) -> dict:
     train_s = _timed(train_step, steps)
     forward_s = _timed(forward, steps)
     decode_s = _timed(decode, max(1, steps // 2))
+    # the batch's prefill: a forward pass over PROMPT_TOKENS of each row
+    onpolicy = onpolicy_step_seconds(model, ids[:, :PROMPT_TOKENS], forward_s * PROMPT_TOKENS / seq,
+                                     max(1, steps // 2))
     prefill_s = cm.forward_flops_per_token(arch, PROMPT_TOKENS / 2) * PROMPT_TOKENS / (
         tokens * cm.forward_flops_per_token(arch, seq / 2) / forward_s)
     step_s = max(1e-6, (decode_s - prefill_s) / DECODE_TOKENS)
@@ -158,11 +162,40 @@ def measure_model(world: World, alias: str, steps: int = STEPS) -> dict:
         "forward_flops": tokens * cm.forward_flops_per_token(arch, seq / 2) / forward_s,
         "bandwidth": (arch.params * dtype_bytes(world) + kv) / step_s,
         "decode_step_s": step_s,
+        "onpolicy_step_s": onpolicy,
         "load_s": load_s,
         "params": arch.params,
         "measured": {"train_step_s": train_s, "forward_s": forward_s, "decode_s": decode_s,
                      "batch": batch, "seq_len": seq, "decode_tokens": DECODE_TOKENS},
     }
+
+
+def onpolicy_step_seconds(model, prompts, prefill_s: float, steps: int) -> dict:
+    """Seconds per decode step of GKD's own on-policy sampler (kdtools.onpolicy.OnPolicySampler,
+    what KdGKDTrainer runs) on `prompts` (the trainer's per-device batch): DECODE_TOKENS sampled
+    tokens (EOS held off), less the prefill. By KV cache kind: on CUDA 'static' (compiled, the
+    first call compiles and is not timed) and 'dynamic' (what runs under ZeRO-3); on a CPU
+    'dynamic', the only one the trainer uses there."""
+    import torch
+    from transformers import GenerationConfig
+
+    from kdtools.onpolicy import OnPolicySampler
+
+    config = GenerationConfig(max_new_tokens=DECODE_TOKENS, min_new_tokens=DECODE_TOKENS, do_sample=False,
+                              use_cache=True, pad_token_id=0,
+                              eos_token_id=model.generation_config.eos_token_id or model.config.eos_token_id)
+    mask = torch.ones_like(prompts)
+    kinds = ("static", "dynamic") if prompts.device.type == "cuda" else ("dynamic",)
+    out = {}
+    model.eval()
+    for kind in kinds:
+        sampler = OnPolicySampler(static=kind == "static", max_cache_len=prompts.shape[1] + DECODE_TOKENS)
+        with torch.no_grad():
+            seconds = _timed(lambda s=sampler: s.generate(model, config, 0, input_ids=prompts, attention_mask=mask),
+                             steps)
+        if sampler.fell_back is None:  # a static cache that failed here would fail in training too
+            out[kind] = max(1e-6, (seconds - prefill_s) / DECODE_TOKENS)
+    return out
 
 
 def calibrate(world: World, out: Path | None = None, steps: int = STEPS) -> tuple[Path, dict]:

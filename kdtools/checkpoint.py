@@ -149,6 +149,9 @@ def train(trainer, guard: Guard, trainer_dir: Path):
         raise disk_full_or(exc, trainer_dir) from exc
     if guard.signal:
         ranks.barrier()  # every rank's part of the checkpoint is written before any rank exits
+        from kdtools import tracking
+
+        tracking.preempted()
         raise Preempted(f"stopped by {guard.signal} at step {trainer.state.global_step}: checkpoint "
                         f"saved under {trainer_dir}; rerun the same command to resume")
     return result

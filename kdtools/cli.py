@@ -79,7 +79,12 @@ def _run(stage_module: str, world_name: str | None, results_root: str | None, **
     except KdError as exc:
         _fail(exc)
     except Preempted as exc:
-        err.print(f"[bold yellow]preempted:[/] {exc}", highlight=False, soft_wrap=True)
+        from kdtools import ranks
+
+        if ranks.is_main():
+            err.print(f"[bold yellow]preempted:[/] {exc}", highlight=False, soft_wrap=True)
+        if ranks.distributed():
+            ranks.exit_main_last(PREEMPTED_EXIT)
         raise typer.Exit(PREEMPTED_EXIT) from None
     except OSError as exc:
         problem = disk_full_or(exc, Path(exc.filename or ".").parent)

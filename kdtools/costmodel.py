@@ -12,7 +12,7 @@ picks the stage, this module only does arithmetic, so every number can be checke
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kdtools.errors import KdError
 
@@ -92,6 +92,20 @@ def arch_from_config(config: dict) -> Arch:
 # numbers for the SXM parts; the utilisations are what a well-tuned job reaches (README
 # "Planning cost" gives the sources). A calibration file replaces the products with rates
 # measured on the user's own cluster (kdtools plan --calibrate).
+# GKD's on-policy sampler (kdtools.onpolicy: HF generate with a KV cache) does not decode at the
+# HBM rate: its steps are bound by kernel launches and Python, which grow with the layers. Per
+# layer, from one H200 (/work/shared/gpu-check/README.md, 2026-11-30, torch 2.11+cu130,
+# transformers 5.24; Llama-3.2-1B shape, 16 layers, bf16, batch 8, 896-token prompts, 128 sampled
+# tokens), where the weights stream in 0.7 ms a step:
+#   dynamic KV cache: kdtools' on-policy step took 2.07 s against 0.33 s off-policy, so sampling
+#     128 tokens took 1.74 s = 13.6 ms a step (model.generate alone: 13.4 ms, decode.py);
+#   static KV cache compiled by transformers (what the sampler runs on CUDA without ZeRO-3):
+#     3.6 ms a step for model.generate (decode.py; the shipped sampler's own rate is not measured
+#     on a GPU yet: `kdtools plan --calibrate` there times it, and `make bench-gpu` shows it).
+# Launch overhead barely depends on the GPU, so the same floors serve the H100 and A100.
+SAMPLER_LAYER_S = {"static": 3.6e-3 / 16, "dynamic": 13.6e-3 / 16}
+
+
 @dataclass(frozen=True)
 class Device:
     name: str
@@ -103,15 +117,23 @@ class Device:
     bandwidth_util: float = 0.60   # decode reads weights + KV at ~60% of peak HBM bandwidth
     startup_s: float = 180.0       # job start: imports, NCCL/DeepSpeed init (model loading is separate)
     load_bytes_per_s: float = 2e9  # reading safetensors from a parallel filesystem
+    sampler_layer_s: dict | None = None  # on-policy decode floor per layer, by cache ('static'/'dynamic')
+    nvlink_bytes_per_s: float = 450e9    # one direction per GPU within a node (NVLink 4: 900 GB/s both)
+    network_bytes_per_s: float = 50e9    # per GPU between nodes (one 400 Gb/s NDR adapter per GPU)
 
 
 DEVICES = {
-    "h100": Device("h100", peak_flops=989e12, memory_bytes=80 * GB, bandwidth=3.35e12),
-    "h200": Device("h200", peak_flops=989e12, memory_bytes=141 * GB, bandwidth=4.8e12),
-    "a100": Device("a100", peak_flops=312e12, memory_bytes=80 * GB, bandwidth=2.039e12),
-    # The toy worlds' machine: two laptop cores in fp32. Rough; calibrate for real numbers.
+    "h100": Device("h100", peak_flops=989e12, memory_bytes=80 * GB, bandwidth=3.35e12,
+                   sampler_layer_s=SAMPLER_LAYER_S),
+    "h200": Device("h200", peak_flops=989e12, memory_bytes=141 * GB, bandwidth=4.8e12,
+                   sampler_layer_s=SAMPLER_LAYER_S),
+    "a100": Device("a100", peak_flops=312e12, memory_bytes=80 * GB, bandwidth=2.039e12,
+                   sampler_layer_s=SAMPLER_LAYER_S, nvlink_bytes_per_s=300e9, network_bytes_per_s=25e9),
+    # The toy worlds' machine: two laptop cores in fp32, compute bound (no launch floor). Rough;
+    # calibrate for real numbers.
     "cpu": Device("cpu", peak_flops=50e9, memory_bytes=8 * GB, bandwidth=10e9, train_mfu=0.1,
-                  forward_mfu=0.1, bandwidth_util=0.5, startup_s=8.0, load_bytes_per_s=5e8),
+                  forward_mfu=0.1, bandwidth_util=0.5, startup_s=8.0, load_bytes_per_s=5e8,
+                  nvlink_bytes_per_s=10e9, network_bytes_per_s=1e9),
 }
 
 
@@ -131,12 +153,15 @@ class Rates:
     decode_step_s: float = 0.0     # measured floor of one decode step (kernel launches, Python)
     startup_s: float = 0.0
     load_bytes_per_s: float = 2e9
+    sampler_layer_s: dict | None = None  # on-policy sampler's decode floor per layer, by cache kind
+    sampler_step_s: dict | None = None   # ... or its step measured on this model, by cache kind (calibrated)
 
 
 def nominal_rates(dev: Device) -> Rates:
-    """Datasheet peak x documented utilisation."""
+    """Datasheet peak x documented utilisation; the on-policy sampler's measured per-layer floor."""
     return Rates(dev.peak_flops * dev.train_mfu, dev.peak_flops * dev.forward_mfu,
-                 dev.bandwidth * dev.bandwidth_util, 0.0, dev.startup_s, dev.load_bytes_per_s)
+                 dev.bandwidth * dev.bandwidth_util, 0.0, dev.startup_s, dev.load_bytes_per_s,
+                 dev.sampler_layer_s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,6 +208,36 @@ def generate_seconds(sequences: float, prompt: float, new: float, arch: Arch, ra
     compute = batch * forward_flops_per_token(arch, prompt + new / 2) / (shards * rates.forward_flops)
     step = max(rates.decode_step_s, memory, compute)
     return prefill + math.ceil(sequences / batch) * new * step
+
+
+def sampler_floor(arch: Arch, rates: Rates, static: bool) -> float:
+    """Seconds of one decode step of GKD's on-policy sampler at least: calibrated for this model,
+    else layers x the measured per-layer floor of its KV cache kind (static on CUDA without
+    ZeRO-3, dynamic under ZeRO-3; SAMPLER_LAYER_S)."""
+    kind = "static" if static else "dynamic"
+    measured = (rates.sampler_step_s or {}).get(kind)
+    if measured:
+        return measured
+    return arch.layers * (rates.sampler_layer_s or {}).get(kind, 0.0)
+
+
+def onpolicy_seconds(sequences: float, prompt: float, new: float, arch: Arch, rates: Rates, batch: int,
+                     static: bool, dtype_bytes: int = 2) -> float:
+    """Wall seconds of GKD's on-policy sampling on one device: `generate_seconds` with the
+    sampler's step floor (`sampler_floor`) in place of the HBM-bound decode step where larger."""
+    floor = max(rates.decode_step_s, sampler_floor(arch, rates, static))
+    return generate_seconds(sequences, prompt, new, arch, replace(rates, decode_step_s=floor), batch, 1,
+                            dtype_bytes)
+
+
+def gather_seconds(arch: Arch, dev: Device, gpus: int, gpus_per_node: int, dtype_bytes: int = 2) -> float:
+    """One all-gather of a ZeRO-3-sharded model's weights (what the on-policy sampler does once per
+    on-policy optimizer step, not per decode step): each GPU receives the (g-1)/g it lacks, over
+    NVLink within a node, over the network when the job spans nodes."""
+    if gpus <= 1:
+        return 0.0
+    link = dev.nvlink_bytes_per_s if gpus <= gpus_per_node else dev.network_bytes_per_s
+    return arch.params * dtype_bytes * (gpus - 1) / gpus / link
 
 
 def load_seconds(arch: Arch, rates: Rates, dtype_bytes: int = 2) -> float:

@@ -106,11 +106,7 @@ def _rates_time(world: World, s: Settings, w: Work, n: int) -> float:
     rs = s.rates(w.student)
     secs = cm.load_seconds(student, rs, dtype_bytes(world))
     secs += cm.train_seconds(w.train_tokens, student, w.train_len, rs, n, recompute)
-    seqs, prompt, new = w.onpolicy
-    if seqs:
-        # every device samples its own micro-batches (weights gathered once per generate call)
-        secs += cm.generate_seconds(seqs / n, prompt, new, student, rs, world.train.per_device_batch_size,
-                                    1, dtype_bytes(world))
+    secs += _onpolicy_seconds(world, s, w, n)
     if w.teacher:
         teacher = arch_of(world, w.teacher)
         rt = s.rates(w.teacher)
@@ -121,6 +117,24 @@ def _rates_time(world: World, s: Settings, w: Work, n: int) -> float:
             shards = min(n, s.gpus_per_node)
             secs += cm.generate_seconds(seqs / max(1, n // shards), prompt, new, teacher, rt, VLLM_BATCH,
                                         shards, dtype_bytes(world))
+    return secs
+
+
+def _onpolicy_seconds(world: World, s: Settings, w: Work, n: int) -> float:
+    """GKD's on-policy sampling on n devices: each samples its own micro-batches at the rate of
+    kdtools' sampler (kdtools.onpolicy: a static compiled KV cache on a GPU; the dynamic one under
+    ZeRO-3, where it gathers the sharded student once per on-policy optimizer step, not per decode
+    step, for all of that step's micro-batches)."""
+    seqs, prompt, new = w.onpolicy
+    if not seqs:
+        return 0.0
+    student, db = arch_of(world, w.student), dtype_bytes(world)
+    sharded = s.zero == 3 and n > 1
+    secs = cm.onpolicy_seconds(seqs / n, prompt, new, student, s.rates(w.student), world.train.per_device_batch_size,
+                               static=s.gpu != "cpu" and not sharded, dtype_bytes=db)
+    if sharded:
+        steps = seqs / world.train.effective_batch_size
+        secs += steps * cm.gather_seconds(student, s.device, n, s.gpus_per_node, db)
     return secs
 
 
@@ -196,6 +210,8 @@ def _train_job(world: World, s: Settings, rule: str, job: str, stage: str, w: Wo
         est.cache_saving_gpu_s = n * cm.forward_seconds(w.offpolicy_teacher, teacher, w.train_len, rt, n)
         est.cache_write_gpu_s = n * cm.forward_seconds(data.total, teacher, data.per_row, rt, n)
         est.cache_bytes = cm.teacher_cache_bytes(data.rows * data.response, s.teacher_cache_k)
+    est.onpolicy_s = _onpolicy_seconds(world, s, w, n)
+    est.onpolicy_steps = w.onpolicy[0] / world.train.effective_batch_size
     weights = student.params * db + (teacher.params * db if teacher else 0)
     return _finish(est, s, n, mem, wall, fits, weights)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kdtools import manifest, paths, ranks, staging
+from kdtools import manifest, paths, ranks, staging, tracking
 from kdtools.errors import KdError
 from kdtools.evaluation import config as evalconfig
 from kdtools.evaluation import results, sources
@@ -233,7 +233,11 @@ def evaluate(job: EvalJob) -> dict | None:
     payload = results.build_payload(job, metrics, benchmarks, missing, backend, started, judge_info)
     results.validate(payload)
     results.write(job.out, payload, samples)
-    if job.method != "base":   # a trained model's card now shows these scores (kdtools.modelcard)
+    trained = manifest.read_manifest(Path(job.weights)) if job.method != "base" else None
+    dims = {"student": job.model, "method": job.method, "task": job.task, "size": job.size, **job.extra_dims()}
+    tracking.log_eval(job.world, trained, dims, job.suite, metrics,
+                      tracking.run_id(job.out, payload["config_hash"]), job.out)
+    if trained is not None:   # a trained model's card now shows these scores (kdtools.modelcard)
         from kdtools import modelcard
 
         modelcard.refresh(Path(job.weights), job.world)

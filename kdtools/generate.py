@@ -25,8 +25,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kdtools import manifest
 from kdtools.errors import KdError
+from kdtools.progress import Lines
 
 console = Console(stderr=True, soft_wrap=True)
+SYNC_EVERY = 8                     # GPU decode steps between looks at which rows finished (HFBackend)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class HFBackend:
     """transformers' generate: left padding, KV cache, one batch of prompts at a time."""
 
     name = "hf"
+    sync_every: int | None = None  # decode steps between drops of finished rows; None: by device
 
     def __init__(self, model_dir: str, chat_template: str | None):
         import torch
@@ -89,7 +92,7 @@ class HFBackend:
         together; rows that reach EOS leave the batch, so no step is spent on finished rows."""
         import torch
 
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator(device=self.model.device).manual_seed(seed)
         tok = self.tokenizer
         texts = [tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
         lengths = [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
@@ -104,49 +107,70 @@ class HFBackend:
         return out
 
     def _decode(self, input_ids, attention_mask, sampling: Sampling, generator) -> list[dict]:
-        """Sample up to max_new_tokens for each (prompt, sample) row with one KV cache."""
+        """Sample up to max_new_tokens for each (prompt, sample) row with one KV cache.
+
+        The loop never waits for the device between steps except to drop finished rows: tokens
+        go into a (rows, max_new_tokens) tensor on the device (-1 after a row's EOS) and reach
+        the host once at the end; the attention mask is allocated once and sliced. On a CPU
+        finished rows leave the batch after every step (compute is what costs there); on a GPU
+        every SYNC_EVERY steps (each look at which rows finished is a host sync, while a row
+        more in a memory-bound decode step costs almost nothing), and rows that finished in
+        between keep decoding into -1s.
+        """
         import torch
         from transformers import DynamicCache
 
         device = self.model.device
         eos = self.tokenizer.eos_token_id
+        new = sampling.max_new_tokens
         input_ids = input_ids.repeat_interleave(sampling.samples, 0).to(device)
-        mask = attention_mask.repeat_interleave(sampling.samples, 0).to(device)
-        rows = input_ids.shape[0]
-        tokens: list[list[int]] = [[] for _ in range(rows)]
-        stopped = [False] * rows
-        alive = torch.arange(rows)
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        prompt_mask = attention_mask.repeat_interleave(sampling.samples, 0).to(device)
+        rows, width = input_ids.shape
+        mask = torch.cat([prompt_mask, prompt_mask.new_ones(rows, new)], dim=1)
+        out = torch.full((rows, new), -1, dtype=torch.long, device=device)
+        alive = torch.arange(rows, device=device)           # each batch row's row in `out`
+        done = torch.zeros(rows, dtype=torch.bool, device=device)
+        every = self.sync_every or (1 if device.type == "cpu" else SYNC_EVERY)
+        positions = (prompt_mask.long().cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
         with torch.no_grad():
-            logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+            logits = self.model(input_ids=input_ids, attention_mask=prompt_mask, position_ids=positions,
                                 use_cache=True, logits_to_keep=1, **{self.cache_kw: cache}).logits[:, -1]
             next_position = positions[:, -1:] + 1
-            for step in range(sampling.max_new_tokens):
+            for step in range(new):
                 chosen = sample_next(logits.float(), sampling, generator)
-                finished = chosen == eos
-                for row, token, end in zip(alive.tolist(), chosen.tolist(), finished.tolist(), strict=True):
-                    if end:
-                        stopped[row] = True
-                    else:
-                        tokens[row].append(token)
-                if step == sampling.max_new_tokens - 1 or finished.all():
+                done = done | (chosen == eos)
+                out[alive, step] = chosen.masked_fill(done, -1)
+                if step == new - 1:
                     break
-                if finished.any():
-                    keep = (~finished).nonzero().squeeze(1)
+                if (step + 1) % every == 0 and bool(done.any()):
+                    keep = (~done).nonzero().squeeze(1)
+                    if keep.numel() == 0:
+                        break
                     cache.batch_select_indices(keep)
-                    alive, chosen, mask, next_position = alive[keep.cpu()], chosen[keep], mask[keep], next_position[keep]
-                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-                logits = self.model(input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position,
-                                    use_cache=True, **{self.cache_kw: cache}).logits[:, -1]
+                    alive, chosen, mask, next_position, done = (
+                        alive[keep], chosen[keep], mask[keep], next_position[keep], done[keep])
+                logits = self.model(input_ids=chosen[:, None], attention_mask=mask[:, :width + step + 1],
+                                    position_ids=next_position, use_cache=True,
+                                    **{self.cache_kw: cache}).logits[:, -1]
                 next_position = next_position + 1
-        return [{"text": self.tokenizer.decode(t, skip_special_tokens=True),
-                 "finish_reason": "stop" if s else "length", "tokens": len(t)} for t, s in zip(tokens, stopped, strict=True)]
+        results = []
+        for row in out.tolist():
+            n = row.index(-1) if -1 in row else new
+            results.append({"text": self.tokenizer.decode(row[:n], skip_special_tokens=True),
+                            "finish_reason": "stop" if -1 in row else "length", "tokens": n})
+        return results
 
 
 def sample_next(logits, sampling: Sampling, generator):
     """One token per row: greedy at temperature 0, else nucleus sampling (top_p) at temperature.
-    Draws on the CPU generator, so a seed gives the same tokens on any device."""
+
+    Draws on `generator`, which lives on the logits' device: nothing of size (rows x V) goes to
+    the host, and a seed gives the same tokens on a given device. The draw is torch.multinomial's
+    own for one sample (an exponential race: argmax of p / q, q ~ Exp(1)), written out because
+    multinomial reads a validity check back to the host on every call; on a CPU it is bit for bit
+    `torch.multinomial(probs, 1, generator=generator)` (tested), the engine's draw before.
+    """
     import torch
 
     if sampling.temperature <= 0:
@@ -157,7 +181,8 @@ def sample_next(logits, sampling: Sampling, generator):
         outside = sorted_probs.cumsum(-1) - sorted_probs >= sampling.top_p   # keep the first token always
         sorted_probs = sorted_probs.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, index, sorted_probs)
-    return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
+    race = torch.empty_like(probs).exponential_(1, generator=generator)
+    return probs.div_(race).argmax(-1)
 
 
 class VLLMBackend:
@@ -209,10 +234,11 @@ def generate(model_dir: str, prompts: list[list[dict]], out_dir: Path, sampling:
     todo = [s for s in plan if not (shard_dir / f"shard-{s[0]:05d}.jsonl").is_file()]
     backend = None
     started = time.time()
+    already = len(prompts) - sum(e - s for _, s, e in todo)
     with Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("prompts"), TimeRemainingColumn(), console=console,
-                  disable=not console.is_terminal) as progress:
-        bar = progress.add_task(label, total=len(prompts), completed=len(prompts) - sum(e - s for _, s, e in todo))
+                  disable=not console.is_terminal) as progress, Lines(label, len(prompts), done=already) as lines:
+        bar = progress.add_task(label, total=len(prompts), completed=already)
         for index, start, end in todo:
             if backend is None:
                 backend = (VLLMBackend if _vllm_available() else HFBackend)(model_dir, chat_template)
@@ -223,6 +249,7 @@ def generate(model_dir: str, prompts: list[list[dict]], out_dir: Path, sampling:
             manifest.atomic_write_text(shard_dir / f"shard-{index:05d}.jsonl",
                                        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
             progress.advance(bar, end - start)
+            lines.advance(end - start)
     if todo:
         console.print(f"  {label}: {sum(e - s for _, s, e in todo)} prompts x {sampling.samples} samples "
                       f"in {time.time() - started:.0f}s ({backend.name if backend else '-'})")

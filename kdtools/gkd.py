@@ -382,6 +382,7 @@ def train(job: GkdJob, partial: Path) -> dict | None:
         "steps": trainer.state.global_step,
         "onpolicy_steps": trainer.onpolicy_steps,
         "onpolicy_fraction": round(trainer.onpolicy_steps / steps, 4) if steps else None,
+        "onpolicy_sampling_s": round(trainer.onpolicy_seconds, 3),  # time spent sampling (this rank)
         "tokens_seen": int(trainer.state.num_input_tokens_seen),
         "rows": len(train_set),
         "loss_impl": ("liger" if trainer.liger else "fused") if trainer.fused_loss else "plain",

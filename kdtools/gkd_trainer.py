@@ -1,5 +1,5 @@
-"""TRL's GKD trainer with three fixes: exact loss normalisation, a KV cache while sampling, and a
-loss that never builds (batch, tokens, vocabulary) logits.
+"""TRL's GKD trainer with these fixes: exact loss normalisation, fast reproducible on-policy
+sampling, and a loss that never builds (batch, tokens, vocabulary) logits.
 
 Semantics stay TRL's (`trl.experimental.gkd`): with probability lambda a batch is replaced by the
 student's own samples (on-policy), otherwise the dataset's responses are used; the loss is the
@@ -9,13 +9,16 @@ changes:
   and the samples are generated *before* the global token count is taken, so the loss is divided
   by the number of tokens actually trained on (TRL counts the dataset's tokens, then swaps in
   samples of another length).
-- Sampling runs with the KV cache on even when gradient checkpointing is on (TRL turns the cache
-  off then; checkpointing is already suspended while generating, so the cache is safe), and draws
-  each token by inverse CDF (`InverseCdfSampler`: one uniform number per row) instead of
-  `torch.multinomial`, the same distribution at a fraction of the cost for a 32k+ vocabulary.
+- Sampling (`kdtools.onpolicy`) runs with the KV cache on even when gradient checkpointing is on
+  (TRL turns the cache off then; checkpointing is already suspended while generating, so the cache
+  is safe), draws each token by inverse CDF on the GPU from a generator of each micro-batch's own,
+  seeded from (world seed, optimizer step, global micro-batch index) -- the same samples on 1 or N
+  ranks, and after a resume -- and on CUDA uses a static KV cache that transformers compiles.
+  `onpolicy_seconds` adds up the time spent sampling.
 - With `fused_loss`, the student's and teacher's last hidden states go through
-  `kdtools.losses.fused_generalized_jsd_loss` chunk by chunk, so memory does not grow with the
-  vocabulary. Under DeepSpeed ZeRO-3 the lm_head weights are sharded, so the plain loss is used.
+  `kdtools.losses.fused_generalized_jsd_loss` chunk by chunk (`chunk_tokens`: by device), so
+  memory does not grow with the vocabulary. Under DeepSpeed ZeRO-3 the lm_head weights are
+  sharded, so the plain loss is used.
 - A resumed run continues exactly: the on-policy coin's state and counters are saved with every
   checkpoint, and the RNG states are restored *before* the first resumed step samples (transformers
   restores them only after fetching that step's batches).
@@ -23,9 +26,11 @@ changes:
   are all cached skips the teacher's forward pass and uses the cached top-k log-probabilities
   (`kdtools.losses.fused_topk_generalized_jsd_loss`); on-policy batches still run the teacher.
   `teacher_forwards` and `teacher_cache_hits` count micro-batches of each kind.
-- On CUDA with liger-kernel installed (`pip install .[gpu]`), the fused loss is liger's Triton
-  `LigerFusedLinearJSD`, switched on automatically (`liger_available()`), rescaled to the same
-  global-token normalisation; on CPU the pure-PyTorch chunked loss runs.
+- On CUDA with liger-kernel installed (`pip install .[gpu]`), the fused loss may run as liger's
+  Triton `LigerFusedLinearJSD`, rescaled to the same global-token normalisation: where
+  `cuda_loss_impl` says it is measured faster and accurate on that GPU (`MEASURED_LOSSES`). Its
+  inputs are cast to the lm_head weights' dtype (accelerate's bf16 wrapper returns the student's
+  hidden states in float32). On CPU the pure-PyTorch chunked loss runs.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import random
+import time
 from pathlib import Path
 
 import torch
@@ -40,6 +46,11 @@ from trl.experimental.gkd import GKDTrainer
 from trl.models.utils import unwrap_model_for_generation
 
 from kdtools import manifest
+from kdtools.losses import chunk_tokens
+from kdtools.onpolicy import InverseCdfSampler, OnPolicySampler, global_index, micro_batch_seed
+
+__all__ = ["KdGKDTrainer", "InverseCdfSampler", "chunk_tokens", "cuda_loss_impl", "liger_available",
+           "liger_jsd_loss"]
 
 POLICY_FILE = "kdtools_policy.json"
 # Keys an off-policy batch gets from the teacher cache (the order of TeacherCache.lookup's result).
@@ -51,70 +62,83 @@ def liger_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
 
 
+# Which fused loss runs by default on a GPU: the faster of those whose bf16 gradients are within
+# GRAD_TOLERANCE (relative, Frobenius) of float64. Per GPU model (a substring of
+# torch.cuda.get_device_name(), lower case): (ms per forward + backward, worst gradient error) at
+# H 4096, V 128256, 8,192 tokens, bf16. Source: /work/shared/gpu-check/README.md, one H200,
+# 2026-11-30 (torch 2.11+cu130, liger 0.8.5): liger 103 ms, gradients 3e-3..7e-3; kdtools' fused
+# loss 110 ms at 1,024 tokens per chunk (its CUDA chunk, losses.chunk_tokens), gradients ~1e-2.
+# A GPU without a row runs kdtools' own loss: liger only where it was measured better. `make
+# bench-gpu` prints the row of the GPU it runs on.
+GRAD_TOLERANCE = 1e-2
+MEASURED_LOSSES = {
+    "h200": {"liger": (103.0, 7e-3), "fused": (110.0, 1e-2)},
+}
+
+
+def cuda_loss_impl(device_name: str, liger_installed: bool, measured: dict = MEASURED_LOSSES) -> str:
+    """'liger' or 'fused' for a GPU called `device_name`: the fastest measured implementation
+    whose gradient error is at most GRAD_TOLERANCE, among those installed; 'fused' (kdtools'
+    own, always installed) where nothing qualifies or the GPU was never measured."""
+    name = device_name.lower()
+    rows = next((impls for key, impls in measured.items() if key in name), {})
+    ok = [(ms, impl) for impl, (ms, err) in rows.items()
+          if err <= GRAD_TOLERANCE and (impl != "liger" or liger_installed)]
+    return min(ok)[1] if ok else "fused"
+
+
 def liger_jsd_loss(student_hidden, student_weight, teacher_hidden, teacher_weight, labels, beta,
                    num_items_in_batch=None):
     """`kdtools.losses.fused_generalized_jsd_loss` through liger-kernel (GPU). Same shapes and
     beta convention; liger divides by this call's unmasked tokens, so the result is rescaled to
-    sum / num_items_in_batch (the global token count) when that is given."""
+    sum / num_items_in_batch (the global token count) when that is given.
+
+    liger multiplies each side's hidden states by its lm_head weights as they are, so both must
+    share a dtype; with bf16 weights under accelerate's bf16 autocast the student's hidden states
+    arrive in float32 (accelerate converts a wrapped model's outputs) and the teacher's in bf16:
+    each side is cast to its own weights' dtype (autograd casts the gradient back)."""
     from liger_kernel.transformers import LigerFusedLinearJSD
 
     flat = labels.reshape(-1).contiguous()
-    loss = LigerFusedLinearJSD(jsd_beta=beta)(
-        student_hidden.reshape(-1, student_hidden.shape[-1]).contiguous(), student_weight,
-        teacher_hidden.reshape(-1, teacher_hidden.shape[-1]).contiguous(), teacher_weight, flat)
+    student = student_hidden.reshape(-1, student_hidden.shape[-1]).to(student_weight.dtype).contiguous()
+    teacher = teacher_hidden.reshape(-1, teacher_hidden.shape[-1]).to(teacher_weight.dtype).contiguous()
+    loss = LigerFusedLinearJSD(jsd_beta=beta)(student, student_weight, teacher, teacher_weight, flat)
     if num_items_in_batch is None:
         return loss
     return loss * (flat != -100).sum() / num_items_in_batch
 
 
-def chunk_tokens(vocab: int) -> int:
-    """Tokens per loss chunk: ~2**24 float32 logits per chunk and model (64 MB; ~6 such buffers
-    live at once), i.e. 512 tokens at a 32k vocabulary, 131 at Llama 3's 128k: the loss's memory
-    stays flat in the vocabulary and the tokens (was 2**26: 4x the peak)."""
-    return max(64, (1 << 24) // vocab)
-
-
-class InverseCdfSampler:
-    """A logits processor that samples the next token from softmax(scores / temperature) by
-    inverse CDF and returns scores on which greedy decoding picks exactly that token (0 there,
-    -inf elsewhere). Same distribution as sampling with top_k=0, top_p=1 (TRL's on-policy
-    settings), but `torch.multinomial` over a 32k vocabulary costs about 10 softmaxes on a CPU
-    (measured: ~40 ms vs ~3 ms per step at batch 4), while a cumsum and a binary search cost ~2.
-    Uses torch's global RNG, as `generate` would."""
-
-    def __init__(self, temperature: float = 1.0):
-        self.temperature = temperature
-
-    def __call__(self, input_ids, scores):
-        cdf = torch.softmax(scores.float() / self.temperature, dim=-1).cumsum(-1)
-        # u in (0, total]: the first index whose cdf reaches u has positive probability
-        u = (1 - torch.rand(scores.shape[0], 1, device=scores.device)) * cdf[:, -1:]
-        pick = torch.searchsorted(cdf, u).clamp_max(scores.shape[-1] - 1)
-        return torch.full_like(scores, float("-inf")).scatter_(-1, pick, 0.0)
-
-
 class _SamplingStudent:
-    """The student as `GKDTrainer.generate_on_policy_outputs` sees it: `generate` with the
-    inverse-CDF sampler (TRL's post-processing of the samples is kept as it is)."""
+    """The student as `GKDTrainer.generate_on_policy_outputs` sees it: `generate` through the
+    on-policy sampler with this micro-batch's seed (TRL's post-processing of the samples is kept
+    as it is)."""
 
-    def __init__(self, model, temperature: float):
-        self.model, self.temperature = model, temperature
+    def __init__(self, model, sampler: OnPolicySampler, seed: int):
+        self.model, self.sampler, self.seed = model, sampler, seed
 
-    def generate(self, **kwargs):
-        from transformers import LogitsProcessorList
-
-        return self.model.generate(logits_processor=LogitsProcessorList([InverseCdfSampler(self.temperature)]),
-                                   **kwargs)
+    def generate(self, generation_config, **kwargs):
+        return self.sampler.generate(self.model, generation_config, self.seed, **kwargs)
 
 
 class KdGKDTrainer(GKDTrainer):
-    def __init__(self, *args, fused_loss: bool = True, policy_seed: int = 0, teacher_cache=None, **kwargs):
+    def __init__(self, *args, fused_loss: bool = True, policy_seed: int = 0, teacher_cache=None,
+                 static_sampling: bool | None = None, **kwargs):
+        """`static_sampling`: the on-policy sampler's static, compiled KV cache; None = on CUDA
+        without ZeRO-3 (`OnPolicySampler.for_device`)."""
         super().__init__(*args, **kwargs)
         self.teacher_cache = teacher_cache
         self.teacher_forwards = 0
         self.teacher_cache_hits = 0
         self.fused_loss = fused_loss and not self.is_deepspeed_enabled
-        self.liger = self.fused_loss and liger_available()
+        self.liger = self.fused_loss and liger_available() and cuda_loss_impl(
+            torch.cuda.get_device_name(self.args.device), liger_installed=True) == "liger"
+        self.policy_seed = policy_seed
+        longest = (self.args.max_length or 0) + self.args.max_new_tokens
+        self.sampler = OnPolicySampler.for_device(self.args.device, sharded=self.is_deepspeed_enabled,
+                                                  max_cache_len=longest, temperature=self.temperature)
+        if static_sampling is not None:
+            self.sampler.static = static_sampling
+        self.onpolicy_seconds = 0.0
         self.generation_config.use_cache = True
         self.generation_kwargs["use_cache"] = True
         # Greedy over the sampler's output = a sample (see InverseCdfSampler); nothing else warps.
@@ -136,7 +160,8 @@ class KdGKDTrainer(GKDTrainer):
             version, internal, gauss = self.policy_rng.getstate()
             manifest.atomic_write_json(Path(output_dir) / POLICY_FILE, {
                 "policy_rng": [version, list(internal), gauss],
-                "onpolicy_steps": self.onpolicy_steps, "offpolicy_steps": self.offpolicy_steps})
+                "onpolicy_steps": self.onpolicy_steps, "offpolicy_steps": self.offpolicy_steps,
+                "onpolicy_seconds": self.onpolicy_seconds})
 
     def _load_rng_state(self, checkpoint):
         if checkpoint is None or checkpoint == self.rng_restored:
@@ -147,6 +172,7 @@ class KdGKDTrainer(GKDTrainer):
             version, internal, gauss = saved["policy_rng"]
             self.policy_rng.setstate((version, tuple(internal), gauss))
             self.onpolicy_steps, self.offpolicy_steps = saved["onpolicy_steps"], saved["offpolicy_steps"]
+            self.onpolicy_seconds = saved.get("onpolicy_seconds", 0.0)
         self.rng_restored = checkpoint
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
@@ -157,14 +183,8 @@ class KdGKDTrainer(GKDTrainer):
             return batches, num_items
         self._load_rng_state(self.resume_from)  # a no-op unless this is the first resumed step
         if self.policy_rng.random() < self.lmbda:
-            with unwrap_model_for_generation(
-                self.model_wrapped, self.accelerator, generation_kwargs=self.generation_kwargs,
-                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
-            ) as student:
-                sampler = _SamplingStudent(student, self.temperature)
-                for batch in batches:
-                    ids, mask, labels = self.generate_on_policy_outputs(sampler, batch, self.sampling_config)
-                    batch["input_ids"], batch["attention_mask"], batch["labels"] = ids, mask, labels
+            self.sample_on_policy(batches, self.state.global_step, self.accelerator.num_processes,
+                                  self.accelerator.process_index)
             num_items = self._get_num_items_in_batch(batches, device)
             self.onpolicy_steps += 1
         else:
@@ -174,6 +194,25 @@ class KdGKDTrainer(GKDTrainer):
                 if found is not None:
                     batch.update(zip(CACHED, found, strict=True))
         return batches, num_items
+
+    def sample_on_policy(self, batches, step: int, world_size: int, rank: int) -> None:
+        """Replace each micro-batch of optimizer step `step` by the student's samples, in place.
+        Micro-batch i of rank `rank` samples from its own generator, seeded from (policy_seed,
+        step, i * world_size + rank): the samples depend on the global batch, not on how many
+        ranks share it. Adds the time it takes (the GPU's included) to `onpolicy_seconds`."""
+        started = time.perf_counter()
+        with unwrap_model_for_generation(
+            self.model_wrapped, self.accelerator, generation_kwargs=self.generation_kwargs,
+            gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+        ) as student:
+            for i, batch in enumerate(batches):
+                seed = micro_batch_seed(self.policy_seed, step, global_index(i, world_size, rank))
+                ids, mask, labels = self.generate_on_policy_outputs(
+                    _SamplingStudent(student, self.sampler, seed), batch, self.sampling_config)
+                batch["input_ids"], batch["attention_mask"], batch["labels"] = ids, mask, labels
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.onpolicy_seconds += time.perf_counter() - started
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         # The on-policy swap already happened in get_batch_samples: skip GKDTrainer's own
@@ -222,7 +261,7 @@ class KdGKDTrainer(GKDTrainer):
             teacher.get_output_embeddings().weight,
             labels=inputs["labels"][:, 1:],
             beta=self.beta,
-            chunk_size=chunk_tokens(weight.shape[0]),
+            chunk_size=chunk_tokens(weight.shape[0], weight.device),
             num_items_in_batch=num_items_in_batch,
         )
         return loss, student_out
@@ -236,7 +275,7 @@ class KdGKDTrainer(GKDTrainer):
         weight = self.accelerator.unwrap_model(model).get_output_embeddings().weight
         loss = fused_topk_generalized_jsd_loss(
             student_out.hidden_states[-1][:, :-1], weight, *(inputs[name] for name in CACHED),
-            labels=inputs["labels"][:, 1:], beta=self.beta, chunk_size=chunk_tokens(weight.shape[0]),
+            labels=inputs["labels"][:, 1:], beta=self.beta, chunk_size=chunk_tokens(weight.shape[0], weight.device),
             num_items_in_batch=num_items_in_batch,
         )
         self.teacher_cache_hits += 1

@@ -58,6 +58,8 @@ def rank_command(argv: list[str], nodes: int, tasks_per_node: int, cpus_per_task
                  gpus: bool = False, slurm: bool = True) -> str:
     """The line that starts the ranks: inside a Slurm job, one srun step of nodes x tasks_per_node
     tasks; elsewhere (one machine, profiles/local), torchrun on this node."""
+    if nodes < 1 or tasks_per_node < 1:
+        raise ValueError(f"nodes and tasks_per_node must be >= 1, got {nodes}, {tasks_per_node}")
     kdtools = shlex.join(["kdtools", *argv])
     deepspeed = f"KDTOOLS_DEEPSPEED={shlex.quote(str(ZERO3_JSON))}" if gpus else ""
     if not slurm:
@@ -103,7 +105,8 @@ def main() -> None:  # pragma: no cover - thin argv wrapper
         line = rank_command(argv, args.nodes, args.tasks_per_node, args.cpus_per_task, args.gpus,
                             slurm="SLURM_JOB_ID" in os.environ or not args.exec)
     except ValueError as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     print(line, file=sys.stderr if args.exec else sys.stdout, flush=True)
     if args.exec:
         os.execvp("bash", ["bash", "-c", f"exec {line}"])

@@ -31,6 +31,32 @@ import torch.nn.functional as F
 
 IGNORE_INDEX = -100
 
+# Logits per chunk of the fused losses, by device (see `chunk_tokens`).
+CPU_CHUNK_LOGITS = 1 << 24         # 64 MB of float32 per (chunk, V) buffer
+CUDA_CHUNK_LOGITS = 1 << 27        # 512 MB: ~1,024 tokens at Llama 3's 128k vocabulary
+CUDA_CHUNK_MULTIPLE = 128          # whole tensor-core tiles of rows
+
+
+def chunk_tokens(vocab: int, device=None) -> int:
+    """Tokens per chunk of `fused_generalized_jsd_loss` (and the top-k loss) on `device`
+    (a torch.device or its name; None: CUDA when available, else the CPU).
+
+    CPU: ~2**24 float32 logits per chunk (~6 such (chunk, V) buffers live at once), i.e. 512 tokens
+    at a 32k vocabulary and 130 at 128k: the loss's memory stays flat in the vocabulary and the
+    tokens (1 GB at 2,048 tokens x 128k x H 256, where a fixed 1,024 tokens peaks at 3.1 GB).
+    CUDA: ~2**27 logits, rounded down to a multiple of 128 rows: 1,024 tokens at 128k, 4,096 at 32k.
+    At H 4096, V 128256, 8,192 bf16 tokens one H200 measured 110 ms / 9.3 GB at 1,024 tokens
+    against 267 ms / 3.3 GB at the CPU rule's 130: small chunks leave the GPU's matmuls too thin
+    to fill it (/work/shared/gpu-check/README.md, 2026-11-30).
+    """
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda":
+        return max(CUDA_CHUNK_MULTIPLE, CUDA_CHUNK_LOGITS // vocab // CUDA_CHUNK_MULTIPLE * CUDA_CHUNK_MULTIPLE)
+    return max(64, CPU_CHUNK_LOGITS // vocab)
+
 
 def generalized_jsd_loss(student_logits, teacher_logits, labels=None, beta=0.5, temperature=1.0,
                          reduction="batchmean", num_items_in_batch=None):
@@ -191,7 +217,7 @@ class _FusedLinearJSD(torch.autograd.Function):
 
 
 def fused_generalized_jsd_loss(student_hidden, student_weight, teacher_hidden, teacher_weight,
-                               labels=None, beta=0.5, temperature=1.0, chunk_size=1024,
+                               labels=None, beta=0.5, temperature=1.0, chunk_size=None,
                                num_items_in_batch=None, reduction="batchmean",
                                student_bias=None, teacher_bias=None):
     """`generalized_jsd_loss` of the logits `h @ W.T + b`, without ever building (B, T, V) logits.
@@ -213,7 +239,8 @@ def fused_generalized_jsd_loss(student_hidden, student_weight, teacher_hidden, t
     and accumulates dL/dh = G W, dL/dW = G^T h, dL/db = sum G. Only those (N, Hs), (V, Hs) and (V,)
     buffers outlive a chunk, so peak extra memory is about 6 float32 (chunk_size, V) tensors plus
     the gradient buffers, whatever N is (measured: 238 MB at N=4096, V=32000, chunk_size=256).
-    Teacher tensors get no gradient. Gradients are returned in the inputs' dtypes.
+    `chunk_size` None: `chunk_tokens(V, student_hidden.device)`, flat memory on a CPU, full
+    matmuls on a GPU. Teacher tensors get no gradient. Gradients are returned in the inputs' dtypes.
     """
     if reduction not in ("batchmean", "sum"):
         raise ValueError(f"fused loss supports reduction batchmean or sum, got {reduction!r}")
@@ -235,6 +262,8 @@ def fused_generalized_jsd_loss(student_hidden, student_weight, teacher_hidden, t
     else:
         denom = float(max(student_hidden.shape[0], 1))
 
+    if chunk_size is None:
+        chunk_size = chunk_tokens(student_weight.shape[0], student_hidden.device)
     need_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (student_hidden, student_weight, student_bias))
     return _FusedLinearJSD.apply(
@@ -296,15 +325,15 @@ def topk_generalized_jsd_loss(student_logits, teacher_log_probs, teacher_ids, te
 
 
 def fused_topk_generalized_jsd_loss(student_hidden, student_weight, teacher_log_probs, teacher_ids,
-                                    teacher_tail, labels, beta=0.5, temperature=1.0, chunk_size=1024,
+                                    teacher_tail, labels, beta=0.5, temperature=1.0, chunk_size=None,
                                     num_items_in_batch=None, student_bias=None):
     """`topk_generalized_jsd_loss` of the logits `h @ W.T + b`, `chunk_size` tokens at a time.
 
     Shapes: `student_hidden` (B, T, H) and `labels` (B, T), aligned (position t predicts
     labels[:, t]); the teacher tensors (n, k), (n, k), (n,) hold the n = (labels != -100).sum()
     labelled positions in row-major order (row 0's positions, then row 1's, ...). Each chunk is
-    recomputed in the backward pass (activation checkpointing), so no (B, T, V) logits are kept.
-    Normalisation: sum / num_items_in_batch when given, else / n (clamped to >= 1).
+    recomputed in the backward pass (activation checkpointing), so no (B, T, V) logits are kept;
+    `chunk_size` None: `chunk_tokens(V, device)`. Normalisation: sum / num_items_in_batch when given, else / n (clamped to >= 1).
     """
     from torch.utils.checkpoint import checkpoint
 
@@ -316,6 +345,7 @@ def fused_topk_generalized_jsd_loss(student_hidden, student_weight, teacher_log_
         logits = F.linear(h_chunk, student_weight, student_bias)
         return topk_generalized_jsd_loss(logits, lp, ids, tail, beta, temperature, reduction="sum")
 
+    chunk_size = chunk_size or chunk_tokens(student_weight.shape[0], h.device)
     total = h.new_zeros((), dtype=torch.promote_types(h.dtype, torch.float32))
     for start in range(0, h.shape[0], chunk_size):
         part = slice(start, start + chunk_size)

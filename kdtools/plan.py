@@ -413,10 +413,12 @@ def check(job: PlanJob) -> dict:
         rule, wc, o = _as_job(payload)
         est = estimate(job.world, rule, wc, job.settings, o)
         actual_tokens = payload["metrics"].get("tokens_seen")
-        rows.append({"run": str(folder.relative_to(paths.world_dir(job.world.results, job.world.name))),
-                     "rule": rule, "estimated_wall_s": est.wall_s, "actual_wall_s": payload.get("wall_time_s"),
-                     "estimated_tokens": est.trained_tokens, "actual_tokens": actual_tokens,
-                     "steps": payload["metrics"].get("steps")})
+        row = {"run": str(folder.relative_to(paths.world_dir(job.world.results, job.world.name))),
+               "rule": rule, "estimated_wall_s": est.wall_s, "actual_wall_s": payload.get("wall_time_s"),
+               "estimated_tokens": est.trained_tokens, "actual_tokens": actual_tokens,
+               "steps": payload["metrics"].get("steps")}
+        row.update(_onpolicy_check(est, payload["metrics"]))
+        rows.append(row)
     if not job.as_json:
         table = Table(title=f"estimate vs actual, finished runs of world {job.world.name}", title_justify="left")
         for col in ("run", "steps", "wall est", "wall actual", "actual/est", "tokens est", "tokens actual", "actual/est "):
@@ -430,7 +432,33 @@ def check(job: PlanJob) -> dict:
         console.print(table)
         if not rows:
             console.print(f"no finished training runs under {paths.world_dir(job.world.results, job.world.name)}/models")
+        sampled = [r for r in rows if r.get("actual_onpolicy_s") is not None]
+        if sampled:
+            table = Table(title="GKD on-policy sampling, estimate vs actual (run.json onpolicy_sampling_s)",
+                          title_justify="left")
+            for col in ("run", "on-policy steps est", "actual", "sampling est", "actual", "per step est", "actual",
+                        "actual/est"):
+                table.add_column(col, justify="left" if col == "run" else "right")
+            for r in sampled:
+                per_est, per_actual = r["estimated_onpolicy_step_s"], r["actual_onpolicy_step_s"]
+                table.add_row(r["run"], f"{r['estimated_onpolicy_steps']:.1f}", str(r["actual_onpolicy_steps"]),
+                              f"{r['estimated_onpolicy_s']:.1f} s", f"{r['actual_onpolicy_s']:.1f} s",
+                              f"{per_est:.2f} s", "-" if per_actual is None else f"{per_actual:.2f} s",
+                              "-" if per_actual is None or not per_est else f"{per_actual / per_est:.2f}")
+            console.print(table)
     return {"check": rows}
+
+
+def _onpolicy_check(est: Estimate, metrics: dict) -> dict:
+    """A GKD run's on-policy sampling, estimated and as recorded: totals, and per sampling
+    optimizer step (the sampler's rate, whatever lambda's coin gave)."""
+    if "onpolicy_steps" not in metrics:
+        return {}
+    per_est = est.onpolicy_s / est.onpolicy_steps if est.onpolicy_steps else 0.0
+    actual, steps = metrics.get("onpolicy_sampling_s"), metrics["onpolicy_steps"]
+    return {"estimated_onpolicy_s": est.onpolicy_s, "estimated_onpolicy_steps": est.onpolicy_steps,
+            "estimated_onpolicy_step_s": per_est, "actual_onpolicy_s": actual, "actual_onpolicy_steps": steps,
+            "actual_onpolicy_step_s": actual / steps if actual is not None and steps else None}
 
 
 def run(job: PlanJob) -> dict:
@@ -445,7 +473,9 @@ def run(job: PlanJob) -> dict:
             console.print(f"calibration ({payload['device']}, startup {payload['startup_s']:.1f} s) -> {out}")
             for alias, m in payload["models"].items():
                 console.print(f"  {alias}: train {m['train_flops'] / 1e9:.2f} GFLOP/s, forward "
-                              f"{m['forward_flops'] / 1e9:.2f} GFLOP/s, decode step {m['decode_step_s'] * 1e3:.1f} ms")
+                              f"{m['forward_flops'] / 1e9:.2f} GFLOP/s, decode step {m['decode_step_s'] * 1e3:.1f} ms"
+                              + "".join(f", on-policy step ({kind} cache) {sec * 1e3:.1f} ms"
+                                        for kind, sec in m.get("onpolicy_step_s", {}).items()))
         if job.targets or job.check:  # later parts of this call use the rates just measured
             job = PlanJob(job.world, job.targets, plan_settings(job.settings.gpu, str(out),
                           **{k: getattr(job.settings, k) for k in ("gpus_per_node", "zero", "safety",

@@ -18,6 +18,7 @@ does not.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -90,3 +91,17 @@ def wait_until(ready: Callable[[], bool], what: str, poll_s: float = 5.0) -> Non
     print(f"rank {rank()}: waiting for the main process to write {what}", flush=True)
     while not ready():
         time.sleep(poll_s)
+
+
+def exit_main_last(code: int) -> None:
+    """End every rank of a stopped run (each has written its part of the checkpoint: the ranks
+    met after saving) so that the launcher sees `code`: the others exit 0 at once and the main
+    process exits with `code` a moment later. `srun --kill-on-bad-exit` kills a step's remaining
+    tasks as soon as one exits non-zero, so a rank exiting 75 first would have the main process
+    killed (exit 15) and the retry logic would read a crash."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if not is_main():
+        os._exit(0)
+    time.sleep(2.0)
+    os._exit(code)

@@ -163,9 +163,10 @@ def finish(partial: Path, out: Path, tokenizer, verb: str, config: dict, started
     shutil.rmtree(partial / "trainer", ignore_errors=True)
     earlier = (manifest.read_json(partial / RESUME_FILE) or {}).get("earlier_s", 0.0)
     (partial / RESUME_FILE).unlink(missing_ok=True)
+    run = tracking.current_run() if wandb_on else None   # where `kdtools eval` adds its scores
     if wandb_on:
         tracking.finish_run({k: v for k, v in metrics.items() if k != "loss_curve"})
-    payload = manifest.run_payload(verb, config, started, metrics=metrics, dims=dims,
+    payload = manifest.run_payload(verb, config, started, metrics=metrics, dims=dims, wandb=run,
                                    cost=costs.measure(started, earlier, uses))
     _BEGUN.pop(Path(partial), None)
     if world is not None:

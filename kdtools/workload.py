@@ -106,8 +106,10 @@ class Settings:
             return cm.nominal_rates(self.device)
         models = cal["models"]
         m = models.get(model) or min(models.values(), key=lambda r: r["train_flops"])
+        # the on-policy sampler's own step where it was timed, else the device's measured floor
         return cm.Rates(m["train_flops"], m["forward_flops"], m["bandwidth"], m.get("decode_step_s", 0.0),
-                        cal.get("startup_s", 0.0), cal.get("load_bytes_per_s", 2e9))
+                        cal.get("startup_s", 0.0), cal.get("load_bytes_per_s", 2e9), self.device.sampler_layer_s,
+                        m.get("onpolicy_step_s") or None)
 
 
 @dataclass
@@ -130,6 +132,8 @@ class Estimate:
     cache_key: str | None = None      # (teacher, data) whose cache serves this job
     cache_write_gpu_s: float = 0.0    # one teacher pass over that data, to write the cache
     cache_bytes: float = 0.0
+    onpolicy_s: float = 0.0           # of wall_s: the student's on-policy sampling (GKD)
+    onpolicy_steps: float = 0.0       # optimizer steps that sample (lambda x steps, expected)
     over_limit: bool = False          # even the largest allocation exceeds max_runtime_h
     notes: list[str] = field(default_factory=list)
 

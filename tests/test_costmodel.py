@@ -89,3 +89,62 @@ def test_disk_by_hand():
 def test_unknown_gpu():
     with pytest.raises(KdError, match="unknown --gpu 'tpu'"):
         cm.device("tpu")
+
+
+# --- GKD's on-policy sampler (issue 15) -----------------------------------------------------------
+
+def test_on_policy_sampling_is_priced_at_the_samplers_measured_step():
+    """8 sequences, 896-token prompts, 128 sampled tokens, the 1B shape on an H200: HBM alone
+    says 0.16 s (1.2 ms a step); the sampler measured 13.6 ms a step with the dynamic cache
+    (1.74 s) and generate 3.6 ms with the static one."""
+    arch, rates = cm.ARCHS["meta-llama/Llama-3.2-1B"], cm.nominal_rates(cm.device("h200"))
+    hbm = cm.generate_seconds(8, 896, 128, arch, rates, batch=8)
+    assert hbm == pytest.approx(0.158, abs=0.001)                 # vLLM-style generation is unchanged
+    prefill = 8 * 896 * cm.forward_flops_per_token(arch, 448) / rates.forward_flops
+    assert hbm / 128 == pytest.approx(1.2e-3, rel=0.05)             # the issue's 1.2 ms, prefill included
+    dynamic = cm.onpolicy_seconds(8, 896, 128, arch, rates, batch=8, static=False)
+    static = cm.onpolicy_seconds(8, 896, 128, arch, rates, batch=8, static=True)
+    assert dynamic - prefill == pytest.approx(128 * 13.6e-3, rel=0.02)   # the H200's 1.74 s
+    assert static - prefill == pytest.approx(128 * 3.6e-3, rel=0.02)
+    # the floor is per layer: the 8B's 32 layers double it; a large batch is memory bound again
+    big = cm.ARCHS["meta-llama/Llama-3.1-8B"]
+    assert cm.sampler_floor(big, rates, static=False) == pytest.approx(2 * 13.6e-3)
+    assert cm.sampler_floor(arch, cm.nominal_rates(cm.device("cpu")), static=False) == 0.0  # CPU: compute bound
+
+
+def test_a_calibrated_sampler_step_replaces_the_floor():
+    arch = cm.ARCHS["meta-llama/Llama-3.2-1B"]
+    rates = cm.Rates(1e15, 1e15, 4e12, sampler_layer_s=cm.SAMPLER_LAYER_S,
+                     sampler_step_s={"static": 5e-3, "dynamic": 20e-3})
+    assert cm.sampler_floor(arch, rates, static=True) == 5e-3
+    assert cm.sampler_floor(arch, rates, static=False) == 20e-3
+    cpu = cm.Rates(1e9, 1e9, 1e9, sampler_step_s={"dynamic": 0.05})   # a CPU calibration times only 'dynamic'
+    assert cm.onpolicy_seconds(1, 0, 10, TINY, cpu, batch=1, static=False) == pytest.approx(10 * 0.05, rel=1e-3)
+
+
+def test_zero3_gathers_the_student_once_per_sampling_step_by_hand():
+    arch, h100 = cm.ARCHS["meta-llama/Llama-3.1-8B"], cm.device("h100")
+    # 8 GPUs of one node: 7/8 of 16 GB over NVLink at 450 GB/s; 16 GPUs on two nodes: the network
+    assert cm.gather_seconds(arch, h100, 8, 8) == pytest.approx(arch.params * 2 * 7 / 8 / 450e9)
+    assert cm.gather_seconds(arch, h100, 16, 8) == pytest.approx(arch.params * 2 * 15 / 16 / 50e9)
+    assert cm.gather_seconds(arch, h100, 1, 8) == 0.0
+
+
+def test_gkd_estimates_carry_their_on_policy_part():
+    from kdtools.estimate import estimate
+    from kdtools.workload import Settings
+    from kdtools.world import load_world
+
+    world = load_world("paper")
+    wc = {"student": "1b", "task": "general", "size": "40k"}
+    sharded = estimate(world, "gkd", wc, Settings(gpu="h100", nodes=1))             # ZeRO-3 on 8 GPUs
+    one = estimate(world, "gkd", wc, Settings(gpu="h100", nodes=1, gpus_per_node=1))
+    off = estimate(world, "gkd", wc, Settings(gpu="h100", nodes=1), {"lmbda": 0.0})
+    assert sharded.gpus == 8 and one.gpus == 1
+    assert off.onpolicy_s == 0 and off.onpolicy_steps == 0
+    assert 0 < sharded.onpolicy_s < sharded.wall_s and sharded.onpolicy_steps > 0
+    # one GPU samples everything with the static cache; 8 ZeRO-3 ranks each an eighth, dynamic
+    arch = cm.ARCHS["meta-llama/Llama-3.2-1B"]
+    static, dynamic = (cm.sampler_floor(arch, cm.nominal_rates(cm.device("h100")), s) for s in (True, False))
+    assert one.onpolicy_s / sharded.onpolicy_s == pytest.approx(8 * static / dynamic, rel=0.15)
+    assert sharded.wall_s - off.wall_s > sharded.onpolicy_s * 0.9   # sampling is on the job's clock

@@ -75,6 +75,94 @@ def test_top_p_keeps_the_nucleus_only():
     assert sample_next(logits[:1], Sampling(temperature=0), None).item() == 0
 
 
+def test_sampling_draws_as_torch_multinomial_on_the_logits_device():
+    """The engine samples on the logits' device with torch.multinomial's own algorithm, written
+    out (no host sync): on a CPU the same tokens as torch.multinomial for the same generator."""
+    import torch
+
+    from kdtools.generate import sample_next
+
+    logits = torch.randn(16, 3000, generator=torch.Generator().manual_seed(1)) * 3
+    for sampling in (Sampling(temperature=1.0), Sampling(temperature=0.6, top_p=0.8)):
+        g_old, g_new = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+        for _ in range(20):
+            probs = torch.softmax(logits / sampling.temperature, -1)
+            if sampling.top_p < 1:
+                sorted_probs, index = probs.sort(dim=-1, descending=True)
+                sorted_probs = sorted_probs.masked_fill(sorted_probs.cumsum(-1) - sorted_probs >= sampling.top_p, 0)
+                probs = torch.zeros_like(probs).scatter(-1, index, sorted_probs)
+            old = torch.multinomial(probs, 1, generator=g_old).squeeze(1)
+            assert torch.equal(sample_next(logits, sampling, g_new), old)
+
+
+def test_sampled_tokens_follow_the_softmax_and_a_seed_repeats_them():
+    import torch
+
+    from kdtools.generate import sample_next
+
+    probs = torch.tensor([0.5, 0.25, 0.15, 0.07, 0.03])
+    n = 40000
+    logits = torch.log(probs).repeat(n, 1)
+    drawn = sample_next(logits, Sampling(temperature=1.0), torch.Generator().manual_seed(0))
+    freq = torch.bincount(drawn, minlength=5).double() / n
+    # a fixed seed (deterministic), and 5 binomial sigmas (<= 0.0125) of room
+    assert ((freq - probs.double()).abs() <= 5 * (probs * (1 - probs) / n).sqrt()).all(), freq
+    again = sample_next(logits, Sampling(temperature=1.0), torch.Generator().manual_seed(0))
+    assert torch.equal(drawn, again)
+    # temperature 0.5 squares the probabilities (renormalised)
+    hot = sample_next(logits, Sampling(temperature=0.5), torch.Generator().manual_seed(1))
+    sharp = probs**2 / (probs**2).sum()
+    freq = torch.bincount(hot, minlength=5).double() / n
+    assert ((freq - sharp.double()).abs() <= 5 * (sharp * (1 - sharp) / n).sqrt() + 1e-4).all(), freq
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory):
+    return random_llama(tmp_path_factory.mktemp("random-llama"))
+
+
+def random_llama(folder):
+    """A random tiny Llama saved to `folder` (untied head, EOS logit raised) whose greedy rows end
+    at mixed steps, and 40 prompts of 2-12 words. Also used by tests/test_gpu.py."""
+    import random
+
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from kdtools.toy.pretrain import llama_config
+    from kdtools.toy.tokenizer import train_tokenizer
+
+    rng = random.Random(0)
+    words = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "pe", "zu"]
+    texts = [" ".join(rng.choices(words, k=rng.randint(2, 12))) for _ in range(200)]
+    tok = train_tokenizer(texts, vocab_size=300)
+    torch.manual_seed(0)
+    config = llama_config(tok, 32, 2, 64, 256)
+    config.tie_word_embeddings = False
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight[tok.eos_token_id] += 0.03
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder), [[{"role": "user", "content": t}] for t in texts[:40]]
+
+
+def test_rows_dropped_every_few_steps_give_the_same_greedy_outputs(random_model):
+    """The GPU schedule (finished rows leave the batch every SYNC_EVERY steps, decoding into -1s
+    meanwhile) gives what the CPU schedule (every step) gives."""
+    from kdtools.generate import SYNC_EVERY, HFBackend
+
+    model, prompts = random_model
+    backend = HFBackend(model, "tulu")
+    greedy = Sampling(temperature=0, max_new_tokens=10, batch_size=8)
+    every_step = backend.complete(prompts, greedy, seed=0)
+    backend.sync_every = SYNC_EVERY
+    assert backend.complete(prompts, greedy, seed=0) == every_step
+    ends = [(s["finish_reason"], s["tokens"]) for r in every_step for s in r]
+    assert {r for r, _ in ends} == {"stop", "length"}, ends
+    assert len({n for r, n in ends if r == "stop"}) > 1, ends     # rows stop at several steps
+
+
 def test_resume_after_losing_shards_equals_uninterrupted(teacher_and_prompts, tmp_path):
     model, prompts = teacher_and_prompts
     full = generate(model, prompts, tmp_path / "run", SAMPLING, seed=3, chat_template="tulu")

@@ -165,7 +165,8 @@ def test_teacher_with_another_tokenizer_is_refused(prerequisites, tmp_path):
 
 def test_sweep_grid_point_runs_in_a_folder_of_its_own(prerequisites):
     """sweeps/gkd.yaml as `wandb agent` expands it (${args} -> --key=value) for one grid point,
-    run for real on the smoke world (the launcher prefix dropped: no 8 GPUs here)."""
+    run for real on the smoke world (the launcher prefix dropped: no 8 GPUs here; the launch
+    itself runs through Slurm in tests/test_slurm.py)."""
     import itertools
 
     import yaml
@@ -178,7 +179,8 @@ def test_sweep_grid_point_runs_in_a_folder_of_its_own(prerequisites):
     point = dict(zip(sweep["parameters"], (0.0, 0.9, 0.7), strict=True))
     args = [f"--{k}={v}" for k, v in point.items()]
     command = [a for c in sweep["command"] for a in (args if c == "${args}" else [c])]
-    verb = command[command.index("kdtools.cli") + 1:]
+    assert command[:5] == ["${env}", "python", "-m", "kdtools.launch", "--exec"]
+    verb = command[command.index("--") + 1:]
     assert verb[:5] == ["gkd", "--student", "1b", "--data", "10k"]
     kdtools(*verb, "--max-steps", "2", results=prerequisites)
     run = run_json(prerequisites, "1b", "gkd", "general", "10k+lmbda-0.0+beta-0.9+temperature-0.7")

@@ -60,7 +60,7 @@ def test_outside_slurm_torchrun_on_this_machine():
         rank_command(ARGV, 2, 8, slurm=False)
 
 
-def test_the_launcher_prints_then_becomes_its_line():
+def test_the_launcher_prints_the_slurm_line_and_refuses_what_cannot_run():
     env = {**os.environ, "SLURM_JOB_ID": "5"}
     env.pop("SLURM_STEP_ID", None)
     shown = subprocess.run([sys.executable, "-m", "kdtools.launch", "--nodes=2", "--tasks-per-node=4", "--",
@@ -68,7 +68,10 @@ def test_the_launcher_prints_then_becomes_its_line():
     assert shown.startswith("srun --nodes=2 --ntasks-per-node=4 ")
     bad = subprocess.run([sys.executable, "-m", "kdtools.launch", "--exec", "--nodes=2", "--", "sft"],
                          capture_output=True, text=True, env={k: v for k, v in env.items() if k != "SLURM_JOB_ID"})
-    assert bad.returncode != 0 and bad.stderr.strip().startswith("error: 2 nodes need Slurm")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: 2 nodes need Slurm")
+    zero = subprocess.run([sys.executable, "-m", "kdtools.launch", "--tasks-per-node=0", "--", "sft"],
+                          capture_output=True, text=True)
+    assert zero.returncode == 2 and zero.stderr.count("\n") == 1 and "must be >= 1" in zero.stderr
 
 
 def test_the_launch_follows_the_submitted_resources():

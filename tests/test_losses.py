@@ -14,6 +14,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from kdtools.losses import (
+    chunk_tokens,
     fused_generalized_jsd_loss,
     fused_topk_generalized_jsd_loss,
     generalized_jsd_loss,
@@ -300,6 +301,55 @@ def test_fused_memory_is_bounded_by_the_chunk_not_the_tokens():
     assert big.peak < 0.4 * 2 * full_logits
     # Peak does not grow with N beyond the (N, H) gradient buffer and the row index.
     assert big.peak - small.peak < 4 * 2**20
+
+
+# --- the default chunk, by device ------------------------------------------------------------------
+
+def test_the_chunk_rule_is_flat_memory_on_cpu_and_full_matmuls_on_cuda():
+    assert [chunk_tokens(v, "cpu") for v in (32000, 128256, 256000, 1 << 20)] == [524, 130, 65, 64]
+    assert [chunk_tokens(v, "cuda") for v in (32000, 128256, 256000, 1 << 30)] == [4096, 1024, 512, 128]
+    assert chunk_tokens(128256, torch.device("cuda", 3)) == 1024
+    assert all(chunk_tokens(v, "cpu") * v <= 1 << 24 for v in (32000, 128256, 256000))
+    if not torch.cuda.is_available():
+        assert chunk_tokens(128256) == chunk_tokens(128256, "cpu")
+
+
+def test_a_direct_call_gets_the_device_rule_and_flat_memory():
+    """No chunk_size: the chunk of the hidden states' device (here the CPU's 2**24 logits), so
+    memory stays flat at a vocabulary where a fixed 1,024-token chunk would hold 4x more."""
+    n, vocab, hidden = 2048, 32000, 16
+    g = torch.Generator().manual_seed(0)
+    s_hidden = torch.randn(1, n, hidden, generator=g, requires_grad=True)
+    s_weight = (torch.randn(vocab, hidden, generator=g) * 0.1).requires_grad_()
+    t_hidden, t_weight = torch.randn(1, n, hidden, generator=g), torch.randn(vocab, hidden, generator=g) * 0.1
+    with _LiveTensorBytes() as tracker:
+        loss = fused_generalized_jsd_loss(s_hidden, s_weight, t_hidden, t_weight, beta=0.5)
+        loss.backward()
+    assert tracker.largest <= (1 << 24) * 4 < 1024 * vocab * 4   # no buffer beyond one CPU chunk
+    assert tracker.peak < 8 * (1 << 24) * 4
+    explicit = fused_generalized_jsd_loss(s_hidden, s_weight, t_hidden, t_weight, beta=0.5,
+                                          chunk_size=chunk_tokens(vocab, "cpu"))
+    assert torch.equal(loss, explicit)
+
+
+def test_the_default_chunking_equals_the_plain_loss(beta=0.5):
+    """Three default chunks (2**24 / 2**18 = 64 tokens: 64, 64, 12 labelled rows) against the plain
+    loss on full logits, in value and gradients."""
+    n, vocab, hidden = 150, 1 << 18, 8
+    g = torch.Generator().manual_seed(1)
+    s_hidden = torch.randn(1, n, hidden, generator=g, requires_grad=True)
+    s_weight = (torch.randn(vocab, hidden, generator=g) * 0.3).requires_grad_()
+    t_hidden, t_weight = torch.randn(1, n, hidden, generator=g), torch.randn(vocab, hidden, generator=g) * 0.3
+    labels = torch.randint(0, vocab, (1, n), generator=g)
+    labels[0, :10] = -100
+    assert chunk_tokens(vocab, "cpu") == 64
+    fused = fused_generalized_jsd_loss(s_hidden, s_weight, t_hidden, t_weight, labels, beta=beta)
+    fused_grads = torch.autograd.grad(fused, [s_hidden, s_weight])
+    plain = generalized_jsd_loss(s_hidden @ s_weight.T, t_hidden @ t_weight.T, labels, beta=beta)
+    plain_grads = torch.autograd.grad(plain, [s_hidden, s_weight])
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-7)
+    for a, b in zip(fused_grads, plain_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-8)
 
 
 # --- top-k teacher (teacher cache) ----------------------------------------------------------------

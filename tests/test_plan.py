@@ -165,16 +165,32 @@ def test_slurm_resources_follow_the_estimate(tmp_path):
 
 
 def test_calibrate_then_check_on_smoke(fresh_smoke):
-    """A real 2-step SFT, then --calibrate (timed steps of every smoke model) and --check."""
+    """A real 2-step SFT and a 2-step on-policy GKD, then --calibrate (timed steps of every smoke
+    model, GKD's own sampler included) and --check, with GKD's on-policy sampling on a line of
+    its own."""
     results = fresh_smoke
     kdtools("sft", "--model", "1b", "--data", "10k", "--max-steps", "2", results=results)
+    kdtools("gkd", "--student", "1b", "--data", "10k", "--init", "base", "--teacher", "70b-it", "--lmbda", "1",
+            "--max-steps", "2", results=results)
     cal = results / "smoke" / "plan" / "calibration.json"
-    out = json.loads(kdtools("plan", "--calibrate", "--check", "--json", results=results).stdout)
+    proc = kdtools("plan", "--calibrate", "--check", "--json", results=results)
+    out = json.loads(proc.stdout)
     assert cal.is_file() and out["calibration"]["file"] == str(cal)
     written = json.loads(cal.read_text())
     assert set(written["models"]) == {"1b", "3b", "8b", "70b", "70b-it"} and written["startup_s"] > 0
     assert all(m["train_flops"] > 0 and m["bandwidth"] > 0 for m in written["models"].values())
-    (row,) = out["check"]
+    assert all(set(m["onpolicy_step_s"]) == {"dynamic"} and m["onpolicy_step_s"]["dynamic"] > 0
+               for m in written["models"].values())                    # a CPU times the dynamic cache only
+    (gkd,) = [r for r in out["check"] if r["rule"] == "gkd"]
+    assert gkd["run"].startswith("models/1b/gkd/general/10k+init-base+teacher-70b-it")
+    run = json.loads((results / "smoke" / gkd["run"] / "run.json").read_text())["metrics"]
+    assert gkd["actual_onpolicy_steps"] == run["onpolicy_steps"] == 2
+    assert gkd["actual_onpolicy_s"] == run["onpolicy_sampling_s"] > 0
+    assert gkd["estimated_onpolicy_steps"] == pytest.approx(2) and gkd["estimated_onpolicy_s"] > 0
+    # the sampler's calibrated rate prices a sampling step within a factor 10 of what it took (a
+    # tiny model on 2 shared cores: its small ops slow down several-fold when other jobs load them)
+    assert 0.1 < gkd["actual_onpolicy_step_s"] / gkd["estimated_onpolicy_step_s"] < 10
+    (row,) = [r for r in out["check"] if r["rule"] == "sft"]
     manifest = json.loads((results / "smoke" / "models" / "1b" / "sft" / "general" / "10k" / "run.json").read_text())
     assert row["actual_wall_s"] == manifest["wall_time_s"] and row["steps"] == 2
     assert row["actual_tokens"] == manifest["metrics"]["tokens_seen"]

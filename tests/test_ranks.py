@@ -41,6 +41,15 @@ def metrics(folder: Path) -> dict:
     return json.loads((folder / "run.json").read_text())["metrics"]
 
 
+def one_and_two_ranks(results: Path, tmp_path: Path, *args: str) -> tuple[dict, dict]:
+    """run.json metrics of `kdtools <args>` run as one process and as two ranks."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    kdtools(*args, "--out", str(one), results=results)
+    proc = two_ranks(*args, "--out", str(two), results=results)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return metrics(one), metrics(two)
+
+
 def curves_match(one: list, two: list) -> None:
     assert [s for s, _ in one] == [s for s, _ in two]
     assert max(abs(a - b) for (_, a), (_, b) in zip(one, two, strict=True)) <= 1e-4, (one, two)
@@ -72,12 +81,8 @@ def test_sft_on_two_ranks_is_one_run_with_the_single_process_curve(smoke_results
 def test_gkd_on_two_ranks_matches_one_process_and_scales_the_loss_by_ranks(trained, tmp_path):
     """lambda 0 (no sampling): the same loss curve and the same weights (held-out JSD) as one
     process. Without kdtools' rank scaling (TRL's GKDTrainer) every gradient is halved."""
-    one, two = tmp_path / "one", tmp_path / "two"
-    args = ("gkd", "--student", "1b", "--data", "10k", "--max-steps", STEPS, "--lmbda", "0")
-    kdtools(*args, "--out", str(one), results=trained)
-    proc = two_ranks(*args, "--out", str(two), results=trained)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    a, b = metrics(one), metrics(two)
+    a, b = one_and_two_ranks(trained, tmp_path, "gkd", "--student", "1b", "--data", "10k", "--max-steps", STEPS,
+                             "--lmbda", "0")
     curves_match(a["loss_curve"], b["loss_curve"])
     assert abs(a["heldout_jsd_after"] - b["heldout_jsd_after"]) <= 1e-5, (a, b)
     assert b["heldout_jsd_after"] < b["heldout_jsd_before"]
@@ -108,3 +113,26 @@ def test_a_refused_job_stops_every_rank_with_one_error_line(trained, tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.count("error:") == 1 and "different config" in proc.stderr, proc.stderr[-3000:]
     assert (out / "run.json").read_text() == before
+
+
+def test_on_policy_gkd_on_two_ranks_samples_what_one_process_samples(trained, tmp_path):
+    """lambda 1 (every step samples): each micro-batch draws from a generator seeded by its GLOBAL
+    index in the step (kdtools.onpolicy), so two ranks sample exactly what one process samples at
+    the same global batch, and the loss curves match."""
+    a, b = one_and_two_ranks(trained, tmp_path, "gkd", "--student", "1b", "--data", "10k", "--max-steps", STEPS,
+                             "--lmbda", "1")
+    assert a["onpolicy_steps"] == b["onpolicy_steps"] == int(STEPS)
+    curves_match(a["loss_curve"], b["loss_curve"])
+    assert a["tokens_seen"] == b["tokens_seen"]          # the same samples, so the same lengths
+
+
+def test_eval_on_two_ranks_writes_one_result(trained, tmp_path):
+    """lm-eval under accelerate: the main process alone locks, scores and writes the eval JSON."""
+    kdtools("data", "--task", "arc", results=trained)
+    model = trained / "smoke" / "models" / "1b" / "sft" / "general" / "10k"
+    out = tmp_path / "ev" / "arc.json"
+    proc = two_ranks("eval", "--model", str(model), "--suite", "arc", "--limit", "4", "--out", str(out),
+                     results=trained)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stderr.count("done in") == 1 and json.loads(out.read_text())["benchmarks"]["arc"]["n"] == 4
+    assert sorted(p.name for p in out.parent.iterdir()) == [".arc.json.lock", "arc.json", "arc.samples.jsonl"]

@@ -46,9 +46,40 @@ def pick_backend(requested: str) -> str:
     return "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "hf"
 
 
+class ProgressHook:
+    """lm-eval's cache hook (called once per finished request by the HF and vLLM models), here
+    counting requests for kdtools.progress lines in non-terminal logs."""
+
+    def __init__(self):
+        self.lines = None
+
+    def add_partial(self, attr, req, res) -> None:
+        if self.lines is not None:
+            self.lines.advance(1)
+
+
+def with_progress(cls):
+    """An lm-eval LM class whose request batches report progress lines (kdtools.progress)."""
+    from kdtools.progress import Lines
+
+    def requests(method):
+        def run(self, reqs, *args, **kwargs):
+            with Lines(f"eval {method}", len(reqs), "requests") as self.cache_hook.lines:
+                return getattr(cls, method)(self, reqs, *args, **kwargs)
+        return run
+
+    def init(self, *args, **kwargs):
+        cls.__init__(self, *args, **kwargs)
+        self.cache_hook = ProgressHook()
+
+    return type(cls.__name__, (cls,), {"__init__": init, **{m: requests(m) for m in (
+        "generate_until", "loglikelihood", "loglikelihood_rolling")}})
+
+
 def build_lm(weights: str, backend: str, batch_size: int, max_length: int | None,
              chat_template: str | None, seed: int):
-    """An lm-eval LM for `weights` whose tokenizer renders the world's chat template."""
+    """An lm-eval LM for `weights` whose tokenizer renders the world's chat template, printing
+    progress lines in non-terminal logs."""
     from transformers import AutoTokenizer
 
     from kdtools.chat import chat_template as template_text
@@ -57,7 +88,7 @@ def build_lm(weights: str, backend: str, batch_size: int, max_length: int | None
     if backend == "vllm":
         from lm_eval.models.vllm_causallms import VLLM
 
-        lm = VLLM(pretrained=weights, dtype="auto", batch_size="auto", max_model_len=max_length,
+        lm = with_progress(VLLM)(pretrained=weights, dtype="auto", batch_size="auto", max_model_len=max_length,
                   seed=seed, max_gen_toks=DEFAULT_MAX_GEN_TOKS)
         if chat_template or not getattr(lm.tokenizer, "chat_template", None):
             text = template_text(chat_template or "tulu")
@@ -70,7 +101,7 @@ def build_lm(weights: str, backend: str, batch_size: int, max_length: int | None
     tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(weights), chat_template)
     cuda = torch.cuda.is_available()
     dtype = "bfloat16" if cuda and torch.cuda.is_bf16_supported() else "float32"
-    return HFLM(pretrained=weights, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length,
+    return with_progress(HFLM)(pretrained=weights, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length,
                 device="cuda" if cuda else "cpu", dtype=dtype)
 
 

@@ -14,10 +14,11 @@
 #       connections in 22.05 ignore AuthInfo=socket=..., so use the default path)
 #
 # Environment knobs:
-#   SLURM_CI_BASE=./.slurm-ci   WITH_ACCOUNTING=0 (1: slurmdbd + MariaDB for sacct)
+#   SLURM_CI_BASE=./.slurm-ci   WITH_ACCOUNTING=1 (0: no slurmdbd/MariaDB)
 #   SLURM_CI_NODE=$(hostname -s)    SLURM_CI_DB_PORT=3307
 #   SLURM_CI_WAIT=60 (seconds to wait for each daemon / the node)
-# kdtools: accounting is off by default (the workflow polls with squeue; MinJobAge=300 below).
+# kdtools: accounting is on, as on real clusters (the plugin checks the account with sacctmgr and
+# polls job states with sacct).
 #
 # Daemons started by this script are recorded in $BASE/run/owned/<name>; only
 # those are stopped by teardown-slurm.sh.  A munged that already answers on the
@@ -25,7 +26,7 @@
 set -euo pipefail
 
 BASE=${SLURM_CI_BASE:-$PWD/.slurm-ci}
-WITH_ACCOUNTING=${WITH_ACCOUNTING:-0}
+WITH_ACCOUNTING=${WITH_ACCOUNTING:-1}
 NODE=${SLURM_CI_NODE:-$(hostname -s)}
 CLUSTER=${SLURM_CI_CLUSTER:-ci}
 DB_PORT=${SLURM_CI_DB_PORT:-3307}
