@@ -102,9 +102,9 @@ def test_toy_grid_is_the_paper_grid_reduced(tmp_path):
         "gkd": 3 * 2 + 3 * 3,            # Table 3; Table 2's GKD column
         "gkd_variant": 2 + 1,            # Figure 1's Base-S per size; Figure 3's 70b-it
         "gkd_synthetic": 9 + 9 * 3,      # Table 2's Mix; Figure 5's two-stage (Table 2's at 100k)
-        "sft_long": 6 + 1,               # grid.controls [table3, table1]: the ladder's GKD; 8b's SeqKD
-        "eval": 12 + 2 + 1 + 1 + 21 + 9 + 27 + 7,
-        "report": 1, "all_tables": 1, "total": 175}
+        "sft_long": 6,                   # grid.controls [table3]: the ladder's GKD (Table 1's among them)
+        "eval": 12 + 2 + 1 + 1 + 21 + 9 + 27 + 6,
+        "report": 1, "all_tables": 1, "total": 173}
     assert "seqkd --student 8b --data 20k --task general" in out
     assert "gkd --student 8b --data 20k --task general --teacher 70b-it" in out
     assert " full" not in " ".join(line for line in out.splitlines() if "--task general" in line)
@@ -125,7 +125,7 @@ def test_controls_target_and_grid_controls(tmp_path):
     assert "sft --model 1b --data full --task arc --match two_stage --synthetic 100k" in out
     world = tmp_path / "toy-all.yaml"
     world.write_text((REPO / "workflow" / "config" / "toy.yaml").read_text()
-                     .replace("controls: [table3, table1]", "controls: true"))
+                     .replace("controls: [table3]", "controls: true"))
     counts = job_counts(dry_run("all_tables", str(world), tmp_path))
     assert counts["sft_long"] == 6 + 1 + 18 and counts["total"] == 161 + 2 * 25
 
