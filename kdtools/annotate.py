@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kdtools import manifest, paths, tasks
+from kdtools import costs, manifest, paths, tasks
 from kdtools.data import read_jsonl
 from kdtools.errors import KdError
 from kdtools.generate import Sampling, generate
@@ -125,7 +125,8 @@ def run(job: AnnotateJob) -> dict:
     prompts = prompts_of(rows, job.task, job.world.source_language, job.inputs)
     counts = annotate(job.teacher_weights, rows, prompts, job.out_dir, job.sampling, job.world.seed,
                       job.world.chat_template, f"annotate: {job.teacher}", f"annotate/{job.teacher}")
-    payload = manifest.write_manifest(job.out_dir, "annotate", job.config(), started, **counts)
+    payload = manifest.write_manifest(job.out_dir, "annotate", job.config(), started, **counts,
+                                      cost=costs.measure(started))
     console.print(f"[green]done[/]: {counts['pairs']} pairs ({counts['dropped_empty']} empty dropped) -> "
                   f"{job.out_dir / 'pairs.jsonl'}")
     return payload

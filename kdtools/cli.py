@@ -161,6 +161,12 @@ def sft(
         typer.Option(help="Start from: 'base' (the model itself), 'sft' (its full-data general SFT), "
                      "or a model folder. Default: base for general, sft for domain tasks."),
     ] = None,
+    match: Annotated[
+        str | None,
+        typer.Option(help="Train the compute-matched control of a KD run (method sft_long): this SFT continued on "
+                     "the same data for as many optimizer steps as that run adds: gkd, seqkd, mix or two_stage."),
+    ] = None,
+    synthetic: Annotated[str | None, typer.Option(help="With --match mix|two_stage: the KD run's synthetic set size.")] = None,
     out: OutDir = None,
     max_steps: MaxSteps = None,
     epochs: Epochs = None,
@@ -170,9 +176,11 @@ def sft(
     results: VerbResults = None,
 ) -> None:
     """Supervised fine-tuning with TRL's SFTTrainer on the assistant tokens, with the paper's
-    hyperparameters (AdamW, lr 5e-6, batch 128, 2 epochs, linear, 3% warmup, 4096 tokens)."""
+    hyperparameters (AdamW, lr 5e-6, batch 128, 2 epochs, linear, 3% warmup, 4096 tokens).
+    `--match KD` trains the compute-matched control of that KD run instead (sft_long)."""
     _run("kdtools.sft", world, results, model=model, data=data, task=task, init=init, out=out,
-         max_steps=max_steps, epochs=epochs, learning_rate=learning_rate, force=force)
+         max_steps=max_steps, epochs=epochs, learning_rate=learning_rate, force=force, match=match,
+         synthetic=synthetic)
 
 
 @app.command()
@@ -316,6 +324,20 @@ def report(
     bootstrap interval from the evals' per-item scores ('*' where it excludes 0). W&B gets tables
     and figures when configured."""
     _run("kdtools.report", world, None, results=results, out=out, resamples=resamples)
+
+
+@app.command()
+def publish(
+    model: Annotated[Path, typer.Argument(help="A trained model folder (results/<world>/models/...): it must hold run.json.")],
+    repo: Annotated[str, typer.Option(help="Hub repository to upload to: ORG/NAME (created when missing).")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repository private (an existing one keeps its visibility).")] = False,
+    world: VerbWorld = None,
+    results: VerbResults = None,
+) -> None:
+    """Upload a trained model folder to the Hugging Face Hub with its model card (README.md:
+    base model, teacher, data, method and settings, config hash, scores with intervals, receipts),
+    refreshed first. Needs HF_TOKEN (a write token); HF_ENDPOINT points it at another hub."""
+    _run("kdtools.publish", world, results, model=model, repo=repo, private=private)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -83,6 +83,22 @@ def _seqkd_work(world: World, student: str, teacher: str, data: Tokens, o: dict)
     return work
 
 
+def _control_rows(world: World, match: str, task: str, size: str, data: Tokens, o: dict) -> float:
+    """Rows the compute-matched control (sft_long) trains: as many as the KD run `match` ('gkd',
+    'seqkd', 'mix-100k', 'two_stage-100k') trains beyond its SFT cell (kdtools.sft.matched_steps)."""
+    method, _, label = match.partition("-")
+    sft = _rows_trained(world, data.rows, o.get("epochs"), None)
+    if method == "gkd":   # general: GKD continues the SFT; a domain task's GKD starts where its SFT does
+        return sft if task == GENERAL else 0.0
+    if method == "seqkd":
+        k = o.get("samples") or world.gkd.get("seqkd_samples", 5)
+        return max(0.0, _rows_trained(world, data.rows * k, o.get("epochs"), None) - sft)
+    syn = synthetic_tokens(world, task, label).rows
+    if method == "mix":
+        return max(0.0, _rows_trained(world, data.rows + syn, o.get("epochs"), None) - sft)
+    return _rows_trained(world, syn, o.get("epochs"), None)   # two_stage: its stage 1
+
+
 def _rates_time(world: World, s: Settings, w: Work, n: int) -> float:
     """Wall seconds of a training job on n devices."""
     recompute = world.train.gradient_checkpointing
@@ -265,6 +281,12 @@ def estimate(world: World, rule: str, wc: dict, s: Settings, overrides: dict | N
         w.train_len = (stage1.train_tokens * stage1.train_len + w.train_tokens * w.train_len) / max(tokens, 1)
         w.train_tokens, w.checkpoints, w.cache = tokens, 2, (f"70b {task}/full", data)
         return _train_job(world, s, rule, job, "gkd", w)
+    if rule == "sft_long":
+        task, size = wc["task"], wc["size"]
+        data = data_tokens(world, task, size)
+        rows = _control_rows(world, wc["match"], task, size, data, o)
+        return _train_job(world, s, rule, f"sft_long {wc['model']} {task}/{size}+match-{wc['match']}", "sft",
+                          Work(student=wc["model"], train_tokens=rows * data.per_row, train_len=data.per_row))
     if rule == "seqkd":
         task, size = wc["task"], wc["size"]
         w = _seqkd_work(world, wc["student"], o.get("teacher") or "70b", data_tokens(world, task, size), o)
@@ -305,7 +327,7 @@ def plan_settings(gpu: str = "h100", calibration: str | None = None, **policy) -
     return Settings(gpu=gpu, calibration=load_calibration(calibration) if calibration else None, **policy)
 
 
-TRAIN_RULES = ("sft", "gkd", "gkd_variant", "seqkd", "gkd_synthetic")
+TRAIN_RULES = ("sft", "gkd", "gkd_variant", "seqkd", "gkd_synthetic", "sft_long")
 # Slurm sends SIGTERM ten minutes before a training job's time limit: each rank saves its part of
 # a checkpoint and exits 75, Snakemake's retry resumes it (kdtools/checkpoint.py). Not B: (the
 # batch shell only) and not USR1 (it would kill the plugin's own step process at once).

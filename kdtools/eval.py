@@ -237,6 +237,10 @@ def evaluate(job: EvalJob) -> dict | None:
     dims = {"student": job.model, "method": job.method, "task": job.task, "size": job.size, **job.extra_dims()}
     tracking.log_eval(job.world, trained, dims, job.suite, metrics,
                       tracking.run_id(job.out, payload["config_hash"]), job.out)
+    if trained is not None:   # a trained model's card now shows these scores (kdtools.modelcard)
+        from kdtools import modelcard
+
+        modelcard.refresh(Path(job.weights), job.world)
     results.print_table(payload, Console())
     console.print(f"[green]done[/] in {payload['wall_time_s']:.0f}s -> {job.out}")
     return payload

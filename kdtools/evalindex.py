@@ -19,7 +19,7 @@ REPORT_FIELDS = ("model", "method", "task", "size", "suite", "metrics")
 ANY = object()  # a `find` criterion that accepts every value
 # the general-data variants the paper's cells use (workflow/rules/common.smk); any other
 # (e.g. a hyperparameter sweep '10k+beta-0') never fills a paper cell
-GENERAL_VARIANTS = ("init-", "teacher-")
+GENERAL_VARIANTS = ("init-", "teacher-", "match-")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Record:
     init: str | None
     teacher: str | None
     synthetic: str | None
+    match: str | None       # the KD run a compute-matched control (sft_long) matches
     variant: str            # the `+...` part of the size folder ('' = the default cell)
     started_at: str
     metrics: dict
@@ -43,11 +44,11 @@ class Record:
 def default_init(method: str, task: str) -> str | None:
     if method == "sft":
         return "base" if task == "general" else "sft"
-    return {"gkd": "sft", "seqkd": "base"}.get(method)
+    return {"gkd": "sft", "seqkd": "base", "sft_long": "sft"}.get(method)
 
 
 def default_teacher(method: str) -> str | None:
-    return None if method in ("sft", "base") else TEACHER
+    return None if method in ("sft", "base", "sft_long") else TEACHER
 
 
 def _report_schema() -> dict:
@@ -96,7 +97,7 @@ def read_record(path: Path, validator=None) -> Record:
         path=path, model=doc["model"], method=method, task=task, size=size, suite=doc["suite"],
         init=doc.get("init") or default_init(method, task),
         teacher=doc.get("teacher") or default_teacher(method),
-        synthetic=None if synth is None else str(synth),
+        synthetic=None if synth is None else str(synth), match=doc.get("match"),
         variant=leaf[len(size) + 1:] if leaf.startswith(f"{size}+") else "",
         started_at=str(doc.get("started_at", "")), metrics=doc["metrics"],
         benchmarks=doc.get("benchmarks") or {},
@@ -110,11 +111,12 @@ class Lookup:
         self.records = records
 
     def find(self, model: str, method: str, task: str, size=ANY, init=None, teacher=None,
-             synthetic=ANY) -> Record | None:
+             synthetic=ANY, match=ANY) -> Record | None:
         init = default_init(method, task) if init is None else init
         teacher = default_teacher(method) if teacher is None else teacher
         wanted = {"model": model, "method": method, "task": task, "suite": task, "size": size,
-                  "init": init if init is not None else ANY, "teacher": teacher, "synthetic": synthetic}
+                  "init": init if init is not None else ANY, "teacher": teacher, "synthetic": synthetic,
+                  "match": match}
         if method in ("mix", "two_stage"):
             wanted["init"] = ANY  # their start is the method's own business
         hits = [r for r in self.records

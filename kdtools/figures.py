@@ -219,8 +219,57 @@ def _fig5(fig, d) -> int:
                for i, (ax, (title, series)) in enumerate(zip(axes, panels.items(), strict=True)))
 
 
+RECEIPT_COLORS = {"GKD": COLORS["GKD"], "SFT-long (compute-matched)": "#55A868", "SFT": COLORS["SFT"]}
+
+
+def _receipts(fig, d) -> int:
+    """Gain over SFT vs cost, one panel per student: each series across the ladder, a point per
+    size (labelled; '~' = estimated cost) with its 95% paired interval (filled = excludes 0);
+    SFT itself sits at 0. Read it as: how much gain does each extra hour buy, and would the same
+    steps of plain SFT (the compute-matched control) have bought as much."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    panels = {m: p for m, p in d["panels"].items() if any(pt for pts in p.values() for pt in pts)}
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    n = 0
+    for i, (ax, (student, series)) in enumerate(zip(axes, panels.items(), strict=True)):
+        for name, pts in series.items():
+            got = [p for p in pts if p is not None]
+            color = RECEIPT_COLORS.get(name, FALLBACK[0])
+            if len(got) > 1:
+                ax.plot([p["x"] for p in got], [p["y"] for p in got], color=color, linewidth=0.8, alpha=0.5)
+            for p in got:
+                err = _err({"delta": p["y"], "lo": p["lo"], "hi": p["hi"]})
+                ax.errorbar([p["x"]], [p["y"]], yerr=err, fmt="s" if name == "SFT" else "o", markersize=5,
+                            capsize=3, color=color, markerfacecolor=color if name == "SFT" or p["marked"] else "white")
+                ax.annotate(("~" if p["estimated"] else "") + p["label"], (p["x"], p["y"]), textcoords="offset points",
+                            xytext=(4, 4), fontsize=6)
+            n += len(got)
+        ax.axhline(0, color="gray", linewidth=0.8, linestyle="--")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_title(student, fontsize=10)
+        ax.set_xlabel(f"cost from the shared start ({d['unit']}, log scale)", fontsize=8)
+        ax.set_ylabel("gain over SFT (points, 95% paired CI)" if i == 0 else "", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.margins(x=0.15, y=0.15)
+        handles = [Line2D([], [], marker="s" if name == "SFT" else "o", color=color, linestyle="-", label=name)
+                   for name, color in RECEIPT_COLORS.items()]
+        handles.append(Line2D([], [], marker="o", color="gray", markerfacecolor="white", linestyle="",
+                              label="CI includes 0 / none"))
+        ax.legend(handles=handles, fontsize=6)
+    return n
+
+
 def points(name: str, data: dict) -> int:
     """How many scores figure `name` would plot (0: nothing to draw)."""
+    if name == "receipts":   # SFT's own points (at 0) alone are nothing to compare
+        return sum(p is not None for series in data["panels"].values() for k, pts in series.items()
+                   if k != "SFT" for p in pts)
     if name == "fig1":
         groups = [*data["lines"].values(), *data["bars"].values()]
     elif name == "fig3":
@@ -238,6 +287,7 @@ FIGURES = {  # name -> (drawer, size in inches, suptitle)
     "fig3": (_fig3, (7.5, 4.2), "Figure 3: a stronger instruction-tuned teacher (GKD-IT)"),
     "fig4": (_fig4, (13, 6.2), "Figure 4: domain tasks, SFT vs GKD per student"),
     "fig5": (_fig5, (13, 4.2), "Figure 5: synthetic data size in two-stage KD"),
+    "receipts": (_receipts, (13, 4.4), "Receipts: gain over SFT vs cost across the ladder (Table 3)"),
 }
 
 

@@ -15,13 +15,12 @@ one tokenizer: GKD compares next-token distributions token by token.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from kdtools import manifest, paths, ranks, staging, tasks, trainargs, tracking
+from kdtools import costs, manifest, paths, ranks, staging, tasks, trainargs, tracking
 from kdtools.data import subset_path
 from kdtools.errors import KdError
 from kdtools.sft import GENERAL, SftJob, finished_sft, override_train
@@ -86,6 +85,7 @@ class GkdJob:
     method: str = "gkd"             # 'mix': GKD on D + D^s; 'two_stage': CE on D^s, then GKD on D
     synthetic: str | None = None    # synthetic set size label (mix, two_stage)
     stage1: SftJob | None = None    # two_stage: the cross-entropy stage on the synthetic pairs
+    uses: tuple = ()                # mix: the shared synthetic generations it trains on (kdtools.costs)
 
     def config(self) -> dict:
         extra = {"synthetic": self.synthetic,
@@ -222,18 +222,30 @@ def make_job(world: World, student: str, data: str, task: str = GENERAL, teacher
                                    tuned_variant(settings, GkdSettings(**defaults))) if v)
     out = Path(out) if out else paths.model_dir(world.results, world.name, student, method, task, data, variant)
     staging.check_writable(out)
-    stage1 = None
+    stage1, uses = None, ()
     if method != "gkd":
         pairs = synthetic_pairs(world, task, teacher, synthetic)
+        uses = synthetic_uses(pairs, world.synth["sizes"][synthetic])
         if method == "mix":
             data_file = mixed_data(world, task, teacher, synthetic, data_file, pairs)
         else:  # two_stage: cross-entropy on the synthetic pairs first, from the same init
             stage1_out = paths.model_dir(world.results, world.name, student, "synth_sft", task, data, variant)
             stage1 = SftJob(world, student, weights, init_name, data, task, pairs, stage1_out, train,
-                            force, method="synth_sft", extra=(("synthetic", synthetic),))
-            weights = str(stage1_out)
+                            force, method="synth_sft", extra=(("synthetic", synthetic),), uses=uses)
+            weights, uses = str(stage1_out), ()   # stage 1 trains on them: its run.json lists them
     return GkdJob(world, student, weights, init_name, teacher, teacher_weights, data, task,
-                  data_file, out, train, settings, force, method, synthetic, stage1)
+                  data_file, out, train, settings, force, method, synthetic, stage1, uses)
+
+
+def synthetic_uses(pairs: Path, inputs: int) -> tuple:
+    """The shared generations behind a synthetic set: the teacher's annotation of the pool and the
+    synthetic inputs it annotated, `inputs` rows of each (kdtools.costs divides their cost)."""
+    pool = pairs.parent
+    used = [(pool, "annotate", inputs)]
+    source = Path(((manifest.read_manifest(pool) or {}).get("config") or {}).get("inputs", ""))
+    if (manifest.read_manifest(source.parent) or {}).get("verb") == "synth":
+        used.append((source.parent, "synth", inputs))
+    return tuple(used)
 
 
 def tuned_variant(settings: GkdSettings, defaults: GkdSettings) -> str:
@@ -323,7 +335,7 @@ def run(job: GkdJob) -> dict | None:
 def train(job: GkdJob, partial: Path) -> dict | None:
     """Distil into the staging folder `partial` (staging.claim) and publish job.out; returns the
     manifest on the main process, None on the others."""
-    started = time.time()
+    started = staging.begin(partial)
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl.experimental.gkd import GKDConfig
@@ -386,7 +398,7 @@ def train(job: GkdJob, partial: Path) -> dict | None:
     if not trainer.is_world_process_zero():
         return None
     payload = staging.finish(partial, job.out, tokenizer, job.method, job.config(), started, metrics,
-                             job.dims(), wandb_on)
+                             job.dims(), wandb_on, world=job.world, uses=costs.uses_of(job.world, job.uses))
     console.print(f"[green]done[/] in {payload['wall_time_s']:.0f}s: JSD {metrics['loss_first']} -> "
                   f"{metrics['loss_last']}, {metrics['onpolicy_steps']}/{steps} steps on-policy -> {job.out}")
     return payload

@@ -128,7 +128,14 @@ def reusable(folder: Path, config: dict, force: bool = False) -> dict | None:
 
 def write_manifest(folder: Path, verb: str, config: dict, started: float, **fields: Any) -> dict:
     """Write `folder/run.json` (resolved config, hash, versions, commit, wall time, extras) last."""
-    payload = {
+    payload = run_payload(verb, config, started, **fields)
+    atomic_write_json(Path(folder) / MANIFEST, payload)
+    return payload
+
+
+def run_payload(verb: str, config: dict, started: float, **fields: Any) -> dict:
+    """What run.json holds: resolved config, hash, versions, commit, wall time, extras."""
+    return {
         "verb": verb,
         "config": config,
         "config_hash": config_hash(config),
@@ -139,5 +146,3 @@ def write_manifest(folder: Path, verb: str, config: dict, started: float, **fiel
         "wall_time_s": round(time.time() - started, 3),
         **fields,
     }
-    atomic_write_json(Path(folder) / MANIFEST, payload)
-    return payload

@@ -363,6 +363,9 @@ def _outputs(world: World, rule: str, wc: dict) -> list[Path]:
     if rule == "gkd_synthetic":
         return [paths.model_dir(r, w, wc["student"], wc["method"], wc["task"], "full", f"synthetic-{wc['label']}")
                 / paths.MANIFEST]
+    if rule == "sft_long":
+        return [paths.model_dir(r, w, wc["model"], "sft_long", wc["task"], wc["size"], f"match-{wc['match']}")
+                / paths.MANIFEST]
     return []
 
 
@@ -392,6 +395,9 @@ def _as_job(payload: dict) -> tuple[str, dict, dict]:
     method = c["method"]
     if method == "sft":
         return "sft", {"model": c["model"], "task": c["task"], "size": c["data"]}, o
+    if method == "sft_long":   # its steps are the KD run's added ones: the rule's `match` carries them
+        match = c["match"] + (f"-{c['synthetic']}" if c.get("synthetic") else "")
+        return "sft_long", {"model": c["model"], "task": c["task"], "size": c["data"], "match": match}, o
     if method == "seqkd":
         return "seqkd", {"student": c["model"], "task": c["task"], "size": c["data"]}, o
     if method in ("mix", "two_stage"):

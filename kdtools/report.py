@@ -41,10 +41,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kdtools import figures, manifest, tracking
+from kdtools import figures, manifest, modelcard, tracking
 from kdtools.errors import KdError
 from kdtools.evalindex import Lookup, Record, load_evals
 from kdtools.intervals import Delta, Intervals
+from kdtools.receipts import Receipts
 from kdtools.tables import (DOMAIN, GENERAL, GENERAL_HEADERS, METRIC_NAMES, STRONG_TEACHER, STUDENTS, Table,
                             mean, table1, table2, table3, with_average)
 from kdtools.world import World
@@ -167,7 +168,8 @@ def intervals_csv(listed: list[dict]) -> str:
     return buf.getvalue()
 
 
-def log_wandb(job: ReportJob, tables: list[Table], pngs: dict[str, Path], listed: list[dict]) -> dict | None:
+def log_wandb(job: ReportJob, tables: list[Table], pngs: dict[str, Path], listed: list[dict],
+              receipts_rows: list[dict] | None = None) -> dict | None:
     """One W&B run (job_type report) with every table and figure; None when W&B is off."""
     if not tracking.wandb_enabled():
         return None
@@ -184,7 +186,11 @@ def log_wandb(job: ReportJob, tables: list[Table], pngs: dict[str, Path], listed
     payload = {t.name: wandb.Table(columns=t.columns, data=t.values()) for t in tables}
     payload["intervals"] = wandb.Table(columns=list(INTERVAL_COLUMNS),
                                        data=[[x.get(c) for c in INTERVAL_COLUMNS] for x in listed])
-    payload |= {name: wandb.Image(str(path), caption=name) for name, path in pngs.items()}
+    if receipts_rows is not None:
+        payload["receipts"] = wandb.Table(columns=list(Receipts.COLUMNS),
+                                          data=[[r.get(c) for c in Receipts.COLUMNS] for r in receipts_rows])
+    payload |= {(f"{name}_figure" if name in payload else name): wandb.Image(str(path), caption=name)
+                for name, path in pngs.items()}   # the receipts' table and figure share a name
     run.log(payload)
     run.summary.update({f"{t.name}/{k}": getattr(t, k) for t in tables for k in ("filled", "missing")})
     info = {"id": run.id, "dir": str(Path(run.dir).parent), "mode": os.environ.get("WANDB_MODE", "online")}
@@ -195,8 +201,26 @@ def log_wandb(job: ReportJob, tables: list[Table], pngs: dict[str, Path], listed
 def fill_hint(job: ReportJob, name: str) -> str:
     """Why a figure is not drawn, and the workflow target that fills it."""
     profile = "local" if job.world.toy else "slurm"
-    return (f"no cells, not drawn; `snakemake --profile profiles/{profile} {name} --config world={job.world.name}` "
+    target = "table3 controls" if name == "receipts" else name
+    return (f"no cells, not drawn; `snakemake --profile profiles/{profile} {target} --config world={job.world.name}` "
             "fills it")
+
+
+def update_cards(job: ReportJob, records: list[Record], rc: Receipts, ivs: Intervals) -> int:
+    """Every evaluated model folder here gets its receipts lines (receipts.json) and a fresh model
+    card (scores with intervals, the receipts); folders not on this machine are skipped."""
+    lines = rc.by_model()
+    folders = {job.world_dir / "models" / r.path.parent.relative_to(job.world_dir / "evals")
+               for r in records if r.method != "base"}
+    done = 0
+    for folder in sorted(folders):
+        run_ = manifest.read_manifest(folder)
+        if run_ is None:
+            continue
+        rows = [{**x, "model_config_hash": run_.get("config_hash")} for x in lines.get(folder, [])]
+        modelcard.write_receipts(folder, rows)
+        done += modelcard.update(folder, job.world, job.world_dir, ivs) is not None
+    return done
 
 
 def write_text(path: Path, text: str) -> None:
@@ -212,6 +236,7 @@ def run(job: ReportJob) -> dict:
     ivs = Intervals(job.resamples, job.world.seed)
     tables = [table1(lk, job.world.grid.full, ivs), table2(lk, ivs), table3(lk, ladder, ivs)]
     data = figure_data(lk, ladder, job.world.grid.full, ivs)
+    rc = Receipts(job.world, job.world_dir, lk, ladder, ivs)
     ivs.resolve()
     tables_dir, figures_dir = job.out_dir / "tables", job.out_dir / "figures"
     written, summary = [], {}
@@ -226,8 +251,16 @@ def run(job: ReportJob) -> dict:
     listed = [x for t in tables for x in t.intervals()]
     write_text(tables_dir / "intervals.csv", intervals_csv(listed))
     written.append("tables/intervals.csv")
+    receipts_rows = rc.rows()
+    for ext, text in (("md", rc.markdown()), ("csv", rc.csv())):
+        write_text(tables_dir / f"receipts.{ext}", text)
+        written.append(f"tables/receipts.{ext}")
+    console.print("Receipts (tables/receipts.md):\n" + "\n".join(
+        f"  {r['table']} · {r['student']} · {r['data']} · {r['method']}: {r['sentence']}" for r in receipts_rows),
+        markup=False, highlight=False)
+    cards = update_cards(job, records, rc, ivs)
     pngs, drawn = {}, {}
-    for name, fig in plain(data).items():
+    for name, fig in {**plain(data), "receipts": rc.figure()}.items():
         path = figures_dir / f"{name}.png"
         n = figures.draw(name, fig, path)
         if n:
@@ -237,7 +270,7 @@ def run(job: ReportJob) -> dict:
         else:
             drawn[name] = {"file": None, "points": 0, "not_drawn": fill_hint(job, name)}
             console.print(f"{name}: {drawn[name]['not_drawn']}")
-    wandb_run = log_wandb(job, tables, pngs, listed)
+    wandb_run = log_wandb(job, tables, pngs, listed, receipts_rows)
     report = {
         "verb": "report", "world": job.world.name, "world_dir": str(job.world_dir),
         "evals_read": len(records), "sizes": ladder, "written": written, "tables": summary,
@@ -247,6 +280,8 @@ def run(job: ReportJob) -> dict:
                       "marked": sum(bool(x.get("excludes_zero")) for x in listed),
                       "without": [x for x in listed if "lo" not in x]},
         "cell_counts_note": "filled/missing count score cells read from evals; Averages and deltas are derived",
+        "receipts": {"files": ["tables/receipts.md", "tables/receipts.csv"], **rc.summary(),
+                     "model_cards": cards},
         "wandb": wandb_run, "versions": manifest.versions(),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_time_s": round(time.time() - started, 3),
     }

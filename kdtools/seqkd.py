@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kdtools import manifest, paths, staging, tasks
+from kdtools import costs, manifest, paths, staging, tasks
 from kdtools.data import read_jsonl, subset_path
 from kdtools.annotate import annotate
 from kdtools.generate import Sampling
@@ -72,7 +72,8 @@ def make_job(world: World, student: str, data: str, task: str = GENERAL, teacher
     pairs = samples_dir / "pairs.jsonl"
     sft = SftJob(world, student, weights, init_name, data, task, pairs, out, train, force,
                  method="seqkd", extra=(("teacher", teacher), ("samples", samples),
-                                        ("teacher_weights", teacher_weights)))
+                                        ("teacher_weights", teacher_weights)),
+                 uses=((samples_dir, "seqkd samples", None),))   # the teacher's generation, shared
     return SeqkdJob(sft, teacher, teacher_weights, sampling, subset, samples_dir)
 
 
@@ -87,7 +88,8 @@ def teacher_pairs(job: SeqkdJob) -> Path:
     prompts = [row["messages"][:last_assistant(row["messages"])] for row in rows]
     counts = annotate(job.teacher_weights, rows, prompts, job.samples_dir, job.sampling, job.sft.world.seed,
                       job.sft.world.chat_template, f"seqkd: {job.teacher} samples", f"seqkd/{job.teacher}")
-    manifest.write_manifest(job.samples_dir, "seqkd-samples", job.generation_config(), started, **counts)
+    manifest.write_manifest(job.samples_dir, "seqkd-samples", job.generation_config(), started, **counts,
+                            cost=costs.measure(started))
     return pairs
 
 

@@ -15,13 +15,14 @@ import fcntl
 import os
 import shutil
 import socket
+import time
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from rich.console import Console
 
-from kdtools import manifest, ranks
+from kdtools import manifest, paths, ranks
 from kdtools.errors import KdError
 
 console = Console(stderr=True, soft_wrap=True)
@@ -119,22 +120,58 @@ def claim(out: Path, config: Callable[[], dict], force: bool, prepare: Callable[
                 prepare()
         elif prepared is not None:
             ranks.wait_until(prepared, f"what {Path(out).name} trains on")
-        yield ranks.from_main(lambda: None if already_done(out, config(), force) else partial_dir(out, config()))
+        partial = ranks.from_main(lambda: None if already_done(out, config(), force) else partial_dir(out, config()))
+        try:
+            yield partial
+        except BaseException:
+            if partial is not None and ranks.is_main():
+                keep_spent(partial)
+            raise
+
+
+_BEGUN: dict[Path, float] = {}   # staging folder -> when its training began in this process
+
+
+def begin(partial: Path) -> float:
+    """Training into `partial` starts now: the time its cost counts from (returned)."""
+    _BEGUN[Path(partial)] = now = time.time()
+    return now
+
+
+def keep_spent(partial: Path) -> None:
+    """A run stopped midway (signal, crash): add the device-seconds since its training began to the
+    staging folder's resume.json, so the run that resumes there counts them (kdtools.costs)."""
+    started = _BEGUN.pop(Path(partial), None)
+    stamp = manifest.read_json(partial / RESUME_FILE)
+    if started is None or stamp is None:
+        return
+    from kdtools import costs
+
+    spent = costs.measure(started)["device_seconds"]
+    manifest.atomic_write_json(partial / RESUME_FILE, {**stamp, "earlier_s": stamp.get("earlier_s", 0.0) + spent})
 
 
 def finish(partial: Path, out: Path, tokenizer, verb: str, config: dict, started: float,
-           metrics: dict, dims: dict, wandb_on: bool) -> dict:
+           metrics: dict, dims: dict, wandb_on: bool, world=None, uses: list[dict] | None = None) -> dict:
     """The last steps of every training stage, in this order: tokenizer beside the weights, the
-    trainer's scratch removed, W&B closed, run.json written (last), the folder moved into place."""
-    from kdtools import tracking
+    trainer's scratch removed, W&B closed, the cost (kdtools.costs: this invocation's and earlier
+    ones' device-seconds, the shared generations it trained on), the model card, run.json written
+    (last), the folder moved into place."""
+    from kdtools import costs, modelcard, tracking
 
     tokenizer.save_pretrained(str(partial))
     shutil.rmtree(partial / "trainer", ignore_errors=True)
+    earlier = (manifest.read_json(partial / RESUME_FILE) or {}).get("earlier_s", 0.0)
     (partial / RESUME_FILE).unlink(missing_ok=True)
     run = tracking.current_run() if wandb_on else None   # where `kdtools eval` adds its scores
     if wandb_on:
         tracking.finish_run({k: v for k, v in metrics.items() if k != "loss_curve"})
-    payload = manifest.write_manifest(partial, verb, config, started, metrics=metrics, dims=dims, wandb=run)
+    payload = manifest.run_payload(verb, config, started, metrics=metrics, dims=dims, wandb=run,
+                                   cost=costs.measure(started, earlier, uses))
+    _BEGUN.pop(Path(partial), None)
+    if world is not None:
+        modelcard.refresh(partial, world, payload, Path(out).name)
+    manifest.atomic_write_json(Path(partial) / paths.MANIFEST, payload)
     publish(partial, out)
     return payload
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kdtools import manifest, paths, staging, tasks
+from kdtools import costs, manifest, paths, staging, tasks
 from kdtools.data import read_jsonl
 from kdtools.errors import KdError
 from kdtools.generate import Sampling, generate
@@ -314,6 +314,8 @@ def run(job: SynthJob) -> dict:
         job.out, "synth", config, started, task=job.task, generator=job.generator,
         requested=job.n, generated=generated, kept=len(pool), removed=removed, truncated=truncated,
         prompts_with_fewer_demos=prompt.shortened, rounds=rounds, sizes=sizes, shortfall=shortfall,
+        # extending a pool (a larger --n) adds this invocation's device-seconds to the earlier ones
+        cost=costs.measure(started, ((done or {}).get("cost") or {}).get("device_seconds") or 0.0),
     )
     if shortfall:
         raise KdError(

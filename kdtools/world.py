@@ -22,6 +22,7 @@ BUILTIN_WORLDS = ("paper", "toy", "smoke")
 MODEL_ALIASES = ("1b", "3b", "8b", "70b", "70b-it")
 SIZE_LABEL = re.compile(r"^([0-9]+k|full)$")
 WORLD_PREFIX = "@world/"
+CONTROL_TABLES = ("table3", "table1", "table2")   # grid.controls: true
 
 
 def repo_root() -> Path:
@@ -70,6 +71,7 @@ class GridSpec:
     sizes: tuple[str, ...]               # the general ladder of Table 3 / Figures 1-2
     full: str                            # the size standing for "full data" (Table 1, Figure 3, inits)
     synthetic: tuple[str, ...]           # Figure 5's synthetic sizes, smallest first
+    controls: tuple[str, ...] = ()       # tables whose compute-matched SFT controls all_tables runs
 
 
 @dataclass(frozen=True)
@@ -214,4 +216,6 @@ def grid_spec(raw: dict, file: Path) -> GridSpec:
             if label not in known:
                 raise KdError(f"{file}: grid.{key} names '{label}', which {section} does not define: "
                               f"use one of {', '.join(known) or '(none)'} or add it under {section}")
-    return GridSpec(sizes, full, tuple(sorted(synthetic, key=lambda k: synth_sizes[k] or 0)))
+    controls = grid.get("controls", False)
+    controls = CONTROL_TABLES if controls is True else tuple(controls or ())
+    return GridSpec(sizes, full, tuple(sorted(synthetic, key=lambda k: synth_sizes[k] or 0)), controls)

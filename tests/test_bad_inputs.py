@@ -27,6 +27,14 @@ def jsonl(tmp: Path, name: str, text: str) -> str:
     return str(path)
 
 
+def sft_done(root: Path) -> Path:
+    """A finished SFT of 1b on 10k (its manifest only): what a compute-matched control continues."""
+    folder = root / "smoke" / "models" / "1b" / "sft" / "general" / "10k"
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"verb": "sft", "config_hash": "x", "metrics": {"steps": 3}}))
+    return folder
+
+
 def finished_elsewhere(tmp: Path) -> str:
     """An output folder holding a finished run of another config."""
     out = tmp / "finished"
@@ -99,6 +107,24 @@ CATALOGUE = {
     "non-positive eval limit": (lambda r, t: ["eval", "--model", "1b", "--suite", "arc", "--limit", "0"],
                                 ["--limit must be a positive number", "omit it"]),
     "unknown GPU for plan": (lambda r, t: ["plan", "table3", "--gpu", "v100"], ["--gpu", "h100"]),
+    "unknown control match": (lambda r, t: ["sft", "--model", "1b", "--data", "10k", "--match", "dpo"],
+                              ["--match must be one of gkd, seqkd, mix, two_stage", "'dpo'"]),
+    "control before its KD run": (lambda r, t: [sft_done(r).parent.parent.name, "--model", "1b", "--data", "10k",
+                                                "--match", "gkd"],
+                                  ["needs the finished gkd run it matches", "gkd --student 1b --data 10k` first"]),
+    "control with --max-steps": (lambda r, t: ["sft", "--model", "1b", "--data", "10k", "--match", "gkd",
+                                               "--max-steps", "5"], ["--max-steps and --match", "drop one"]),
+    "synthetic size without a control": (lambda r, t: ["sft", "--model", "1b", "--data", "10k", "--synthetic", "5k"],
+                                         ["--synthetic goes with --match mix or two_stage"]),
+    "unknown table in grid.controls": (lambda r, t: ["--world", jsonl(t, "w.yaml", SMOKE.replace(
+        "  synthetic: [5k, 10k]\n", "  synthetic: [5k, 10k]\n  controls: [table4]\n")), "sft", "--model", "1b",
+        "--data", "10k"], ["invalid value at grid.controls"]),
+    "publish without HF_TOKEN": (lambda r, t: ["publish", str(sft_done(r)), "--repo", "org/name"],
+                                 ["HF_TOKEN is not set", "export HF_TOKEN="]),
+    "publish to a bad repository id": (lambda r, t: ["publish", str(sft_done(r)), "--repo", "just-a-name"],
+                                       ["--repo 'just-a-name' is not a hub repository id", "ORG/NAME"]),
+    "publish a folder without run.json": (lambda r, t: ["publish", str(t), "--repo", "org/name"],
+                                          ["has no run.json", "not a finished kdtools run"]),
 }
 
 
@@ -112,7 +138,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, fresh_smoke, tmp
     args = build(fresh_smoke, tmp_path)
     before = snapshot(fresh_smoke)
     world = [] if args[0] == "--world" else ["--world", "smoke"]
-    result = CliRunner().invoke(app, [*world, "--results", str(fresh_smoke), *args])
+    result = CliRunner().invoke(app, [*world, "--results", str(fresh_smoke), *args], env={"HF_TOKEN": None})
     one_line_error(result, *needles)
     after = snapshot(fresh_smoke)
     assert {p: after.get(p) for p in before} == before                  # nothing changed or lost

@@ -138,6 +138,10 @@ def test_gkd_stopped_by_sigterm_resumes_with_the_same_on_policy_draws(ckpt, tmp_
     assert_same_run(reference, out)
     ma, mb = (json.loads((f / "run.json").read_text())["metrics"] for f in (reference, out))
     assert ma["onpolicy_steps"] == mb["onpolicy_steps"] and 0 < ma["onpolicy_steps"] < int(STEPS)
+    # the cost counts the stopped invocation too (kept in the staging folder until the resume)
+    ca, cb = (json.loads((f / "run.json").read_text())["cost"] for f in (reference, out))
+    assert ca["earlier_s"] == 0 and cb["earlier_s"] > 0
+    assert cb["device_seconds"] == pytest.approx(cb["wall_s"] * cb["devices_per_node"] + cb["earlier_s"], abs=0.01)
 
 
 def test_kill_9_during_eval_leaves_no_result(ckpt, sft_reference, tmp_path):

@@ -46,6 +46,28 @@ def test_gkd_end_to_end(prerequisites):
     AutoModelForCausalLM.from_pretrained(results / "smoke" / "models" / "1b" / "gkd" / "general" / "10k")
 
 
+def test_compute_matched_control_trains_the_steps_gkd_adds(prerequisites):
+    """`sft --match gkd` (sft_long): the SFT-S student continued on the same data for exactly as
+    many optimizer steps as GKD added on top of it, read from the finished GKD run."""
+    results = prerequisites
+    kdtools("gkd", "--student", "1b", "--data", "10k", results=results)   # a no-op when already trained
+    gkd = run_json(results, "1b", "gkd", "general", "10k")
+    kdtools("sft", "--model", "1b", "--data", "10k", "--match", "gkd", results=results)
+    control = run_json(results, "1b", "sft_long", "general", "10k+match-gkd")
+    sft = run_json(results, "1b", "sft", "general", "10k")
+    assert control["metrics"]["steps"] == gkd["metrics"]["steps"] == control["config"]["train"]["max_steps"]
+    assert control["config"]["weights"] == gkd["config"]["weights"]       # both continue SFT-S
+    assert control["config"]["data_sha256"] == sft["config"]["data_sha256"]
+    assert control["dims"] | {"match_steps": None} == {"student": "1b", "method": "sft_long", "size": "10k",
+                                                       "task": "general", "init": "sft", "teacher": None,
+                                                       "match": "gkd", "match_steps": None}
+    assert control["config"]["match_config_hash"] == gkd["config_hash"]   # a retrained GKD invalidates it
+    cost = control["cost"]
+    assert cost["device"] == "cpu" and cost["gpu_seconds"] is None and cost["device_seconds"] > 0
+    card = (results / "smoke" / "models" / "1b" / "sft_long" / "general" / "10k+match-gkd" / "README.md").read_text()
+    assert f"{gkd['metrics']['steps']} extra optimizer steps" in card and control["config_hash"] in card
+
+
 def test_base_init_and_strong_teacher_are_their_own_cells(prerequisites):
     results = prerequisites
     kdtools("gkd", "--student", "1b", "--data", "10k", "--init", "base", "--teacher", "70b-it",

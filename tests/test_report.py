@@ -221,7 +221,8 @@ def test_report_json_is_last_and_counts_cells(report):
     world_dir, _ = report
     summary = json.loads((world_dir / "tables" / "report.json").read_text())
     written = [world_dir / p for p in summary["written"]]
-    assert len(written) == 6 + 1 + 5 and all(p.is_file() for p in written)   # + intervals.csv
+    # tables, intervals.csv, receipts.{md,csv}, Figures 1-5 and the receipts' (costs estimated: no run.json)
+    assert len(written) == 6 + 1 + 2 + 5 + 1 and all(p.is_file() for p in written)
     last = (world_dir / "tables" / "report.json").stat().st_mtime_ns
     assert all(p.stat().st_mtime_ns <= last for p in written)
     assert summary["tables"]["table1"] == {**summary["tables"]["table1"], "filled": 11, "missing": 4, "cells": 15}

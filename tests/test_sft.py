@@ -110,3 +110,39 @@ def test_accumulation_normalises_by_global_tokens(smoke_results, tmp_path):
     for name, tensor in weights[8].items():
         assert not torch.equal(tensor, base[name]) or "norm" in name  # training moved the weights
         torch.testing.assert_close(weights[4][name], tensor, rtol=1e-4, atol=1e-5)
+
+
+def test_matched_steps_follow_each_kd_runs_start(tmp_path):
+    """The control's step count from hand-made manifests: GKD on general data continued this SFT
+    (all its steps are extra); SeqKD and a domain task's Mix and 2-Stage started where the SFT did
+    (their steps, 2-Stage's two stages together, minus the SFT's); no extra steps is refused."""
+    from kdtools import paths
+    from kdtools.errors import KdError
+    from kdtools.sft import matched_steps
+    from kdtools.world import load_world
+
+    world = load_world("smoke", tmp_path)
+
+    def made(model, method, task, size, steps, weights="/start", variant=""):
+        folder = paths.model_dir(tmp_path, "smoke", model, method, task, size, variant)
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"config": {"weights": str(weights)}, "config_hash": method,
+                                                     "metrics": {"steps": steps}}))
+        return folder
+
+    sft = made("1b", "sft", "general", "10k", 12)
+    made("1b", "gkd", "general", "10k", 14, weights=sft)
+    made("1b", "seqkd", "general", "10k", 60)
+    assert matched_steps(world, "1b", "general", "10k", "gkd", None, sft)[0] == 14
+    assert matched_steps(world, "1b", "general", "10k", "seqkd", None, sft)[0] == 60 - 12
+    task_sft = made("1b", "sft", "arc", "full", 30)
+    made("1b", "mix", "arc", "full", 45, variant="synthetic-10k")
+    made("1b", "synth_sft", "arc", "full", 4, variant="synthetic-5k")
+    made("1b", "two_stage", "arc", "full", 30, variant="synthetic-5k")
+    made("1b", "gkd", "arc", "full", 30)
+    assert matched_steps(world, "1b", "arc", "full", "mix", "10k", task_sft)[0] == 15
+    assert matched_steps(world, "1b", "arc", "full", "two_stage", "5k", task_sft)[0] == 4 + 30 - 30
+    with pytest.raises(KdError, match="no more student steps than this SFT"):
+        matched_steps(world, "1b", "arc", "full", "gkd", None, task_sft)
+    with pytest.raises(KdError, match="needs the finished two_stage run"):
+        matched_steps(world, "1b", "arc", "full", "two_stage", "10k", task_sft)

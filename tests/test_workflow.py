@@ -102,12 +102,32 @@ def test_toy_grid_is_the_paper_grid_reduced(tmp_path):
         "gkd": 3 * 2 + 3 * 3,            # Table 3; Table 2's GKD column
         "gkd_variant": 2 + 1,            # Figure 1's Base-S per size; Figure 3's 70b-it
         "gkd_synthetic": 9 + 9 * 3,      # Table 2's Mix; Figure 5's two-stage (Table 2's at 100k)
-        "eval": 12 + 2 + 1 + 1 + 21 + 9 + 27,
-        "report": 1, "all_tables": 1, "total": 161}
+        "sft_long": 6,                   # grid.controls [table3]: the ladder's GKD (Table 1's among them)
+        "eval": 12 + 2 + 1 + 1 + 21 + 9 + 27 + 6,
+        "report": 1, "all_tables": 1, "total": 173}
     assert "seqkd --student 8b --data 20k --task general" in out
     assert "gkd --student 8b --data 20k --task general --teacher 70b-it" in out
     assert " full" not in " ".join(line for line in out.splitlines() if "--task general" in line)
     assert "synth --task arc --n 100k" in out
+
+
+def test_controls_target_and_grid_controls(tmp_path):
+    """`controls`: the compute-matched SFT (sft_long) of every KD cell of Tables 1-3, each waiting for
+    the SFT it continues and the KD run whose steps it matches; the paper's all_tables leaves them
+    out (grid.controls is off by default: test_paper_grid_dry_run's counts), a world may turn them on."""
+    out = dry_run("controls", "paper", tmp_path)
+    counts = job_counts(out)
+    # Table 3: 3 students x 10 sizes (Table 1's GKD is 8b at full, among them); Table 1's SeqKD;
+    # Table 2: Mix and 2-Stage at 100k for 3 students x 3 tasks (its GKD adds no steps over SFT)
+    assert counts["sft_long"] == 30 + 1 + 18 and counts["eval"] == 49
+    assert "sft --model 3b --data 40k --task general --match gkd" in out
+    assert "sft --model 8b --data full --task general --match seqkd" in out
+    assert "sft --model 1b --data full --task arc --match two_stage --synthetic 100k" in out
+    world = tmp_path / "toy-all.yaml"
+    world.write_text((REPO / "workflow" / "config" / "toy.yaml").read_text()
+                     .replace("controls: [table3]", "controls: true"))
+    counts = job_counts(dry_run("all_tables", str(world), tmp_path))
+    assert counts["sft_long"] == 6 + 1 + 18 and counts["total"] == 161 + 2 * 25
 
 
 def test_demo_report_is_its_own(tmp_path):

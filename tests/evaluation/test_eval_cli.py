@@ -97,6 +97,8 @@ def test_summarization_and_arc_on_a_trained_folder(smoke_results, tmp_path):
         assert list(out["metrics"]) == [metric] and 0 <= out["metrics"][metric] <= 100
         assert out["benchmarks"][suite]["n"] == 3
         assert_items_reproduce(smoke_results.joinpath(*EVALS, "1b", "gkd", "general", "10k+init-base", f"{suite}.json"))
+    card = (folder / "README.md").read_text()     # the model card now shows both suites' scores
+    assert "| summarization | rougeL |" in card and "| arc | accuracy |" in card
 
 
 def _refused(smoke_results, *args: str) -> str:

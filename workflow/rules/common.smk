@@ -151,6 +151,8 @@ def grid():
               + [eval_of(s, m, "full", t, f"synthetic-{syn_top}") for t in TASKS for s in STUDENTS
                  for m in ("mix", "two_stage")] * bool(syn))
     return {
+        # The compute-matched SFT controls (sft_long) of the receipts, per table (controls())
+        "controls": [f for files in controls().values() for f in files],
         # Table 3 / Figure 2: every student, every size, SFT vs GKD from the same-data teacher
         "table3": table3,
         "fig2": table3,
@@ -168,6 +170,20 @@ def grid():
     }
 
 
+def controls():
+    """The compute-matched SFT controls (kdtools sft --match, method sft_long): each KD cell's SFT
+    continued on the same data for as many steps as KD adds, per table. Table 2's GKD adds no
+    steps over SFT (both start from the general SFT), so it needs none; Figure 3's GKD-IT shares
+    Table 1's GKD control. `all_tables` runs the tables named by the world's grid.controls."""
+    syn = synthetic_sizes()
+    return {
+        "table3": [eval_of(s, "sft_long", n, variant="match-gkd") for s in STUDENTS for n in sizes()],
+        "table1": [eval_of("8b", "sft_long", TOP, variant=f"match-{m}") for m in ("gkd", "seqkd")],
+        "table2": [eval_of(s, "sft_long", "full", t, f"match-{m}-{syn[-1]}") for t in TASKS for s in STUDENTS
+                   for m in ("mix", "two_stage")] if syn else [],
+    }
+
+
 def demo_targets():
     """The quick demo (`make demo`, ~20 min on 2 CPU cores): Table 3's cells, SFT and GKD of
     every student on the world's ladder. `make demo-all` is `all_tables`: every table and figure."""
@@ -175,8 +191,9 @@ def demo_targets():
 
 
 def all_evals():
-    """Every cell of every table and figure, once."""
-    return sorted({f for files in grid().values() for f in files})
+    """Every cell of every table and figure, once; the controls of the tables grid.controls names."""
+    cells = {f for name, files in grid().items() if name != "controls" for f in files}
+    return sorted(cells | {f for t in WORLD.grid.controls for f in controls()[t]})
 
 
 REPORT = str(WORLD.results / W / "tables" / "report.json")
@@ -223,6 +240,19 @@ def annotated_manifest(task):
     """The task teacher's answers to the whole synthetic pool (its largest size label)."""
     return str(paths.data_dir(WORLD.results, W, "annotated") / task / paths.model_name(TEACHER) / synth_top()
                / paths.MANIFEST)
+
+
+def matched_run(wildcards):
+    """What a compute-matched control reads: the SFT it continues, the KD run whose steps it matches."""
+    method, _, label = wildcards.match.partition("-")
+    variant = f"synthetic-{label}" if label else ""
+    return [task_data(wildcards), model_manifest(wildcards.model, "sft", wildcards.size, wildcards.task),
+            model_manifest(wildcards.model, method, wildcards.size, wildcards.task, variant)]
+
+
+def match_args(wildcards):
+    method, _, label = wildcards.match.partition("-")
+    return ["--match", method] + (["--synthetic", label] if label else [])
 
 
 def variant_args(wildcards):

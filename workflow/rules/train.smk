@@ -130,3 +130,30 @@ rule gkd_synthetic:
         "../../envs/kdtools.yaml"
     shell:
         "exec {params.cmd} > {log} 2>&1"
+
+
+# The compute-matched control of a KD cell (kdtools sft --match, method sft_long): the cell's SFT
+# continued on the same data for as many optimizer steps as the KD run adds (read from the finished
+# runs, so it waits for both). Workflow target `controls`; in all_tables per the world's grid.controls.
+rule sft_long:
+    input:
+        matched_run,
+    output:
+        f"{RESULTS}/{W}/models/{{model}}/sft_long/{{task}}/{{size}}+match-{{match}}/{paths.MANIFEST}",
+    log:
+        f"{RESULTS}/{W}/logs/sft_long/{{model}}/{{task}}/{{size}}+match-{{match}}.log",
+    wildcard_constraints:
+        model="[A-Za-z0-9._-]+",
+        task=TASK,
+        size=SIZE,
+        match="gkd|seqkd|(mix|two_stage)-[0-9]+k",
+    params:
+        cmd=lambda wc, resources: kdtools_cmd("sft_long", "sft", "--model", "{model}", "--data", "{size}",
+                                   "--task", "{task}", *match_args(wc))(wc, resources),
+    threads: resource("sft_long", "cpus_per_task")
+    resources:
+        **rule_resources("sft_long"),
+    conda:
+        "../../envs/kdtools.yaml"
+    shell:
+        "exec {params.cmd} > {log} 2>&1"
