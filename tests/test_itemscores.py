@@ -29,7 +29,7 @@ def record(tmp_path: Path, metrics_: dict, benchmarks: dict, rows: list[dict] | 
     if rows is not None:
         samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return Record(path=tmp_path / "general.json", model="1b", method="gkd", task="general", size="10k",
-                  suite="general", init="sft", teacher="70b", synthetic=None, variant="", started_at="",
+                  suite="general", init="sft", teacher="70b", synthetic=None, match=None, variant="", started_at="",
                   metrics=metrics_, benchmarks=benchmarks, samples=samples)
 
 
