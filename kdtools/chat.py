@@ -1,8 +1,10 @@
 """Conversations in Tulu 3's `messages` schema: validation, the chat template, tokenizer set-up.
 
 The Llama base models have no chat template; every world uses Tulu 3's format
-(`<|user|>\\n...\\n<|assistant|>\\n...<eos>`) with `{% generation %}` marks, so TRL can build the
-assistant-only loss mask and teacher and student always see the same token layout.
+(`<bos><|user|>\\n...\\n<|assistant|>\\n...<eos>`) with `{% generation %}` marks, so TRL can build the
+assistant-only loss mask and teacher and student always see the same token layout. The template
+starts with the tokenizer's BOS, as open-instruct's `--add_bos` does for Tulu 3 (none when the
+tokenizer has no BOS); a rendered chat is always encoded without adding special tokens again.
 """
 
 from __future__ import annotations

@@ -208,7 +208,9 @@ class VLLMBackend:
         params = SamplingParams(n=sampling.samples, temperature=sampling.temperature, top_p=sampling.top_p,
                                 max_tokens=sampling.max_new_tokens, seed=seed)
         texts = [self.tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-        results = self.llm.generate(texts, params, use_tqdm=False)
+        # token ids, not text: the chat template already starts with BOS, which vLLM would add again
+        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        results = self.llm.generate([{"prompt_token_ids": i} for i in ids], params, use_tqdm=False)
         return [[{"text": o.text, "finish_reason": o.finish_reason, "tokens": len(o.token_ids)}
                  for o in r.outputs] for r in results]
 
