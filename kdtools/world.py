@@ -72,6 +72,7 @@ class GridSpec:
     full: str                            # the size standing for "full data" (Table 1, Figure 3, inits)
     synthetic: tuple[str, ...]           # Figure 5's synthetic sizes, smallest first
     controls: tuple[str, ...] = ()       # tables whose compute-matched SFT controls all_tables runs
+    demo_tasks: tuple[str, ...] = ()     # domain tasks whose Table 2 cells the quick `demo` runs
 
 
 @dataclass(frozen=True)
@@ -218,4 +219,5 @@ def grid_spec(raw: dict, file: Path) -> GridSpec:
                               f"use one of {', '.join(known) or '(none)'} or add it under {section}")
     controls = grid.get("controls", False)
     controls = CONTROL_TABLES if controls is True else tuple(controls or ())
-    return GridSpec(sizes, full, tuple(sorted(synthetic, key=lambda k: synth_sizes[k] or 0)), controls)
+    return GridSpec(sizes, full, tuple(sorted(synthetic, key=lambda k: synth_sizes[k] or 0)), controls,
+                    tuple(grid.get("demo_tasks") or ()))

@@ -91,6 +91,21 @@ def test_toy_demo_dry_run_builds_the_world_first(tmp_path):
                       "report_demo": 1, "demo": 1, "total": 30}
 
 
+def test_toy_demo_runs_table2_for_its_demo_task(tmp_path):
+    """`make demo` on the toy world: Table 3's cells and, for grid.demo_tasks (summarization), Table
+    2's: the task teacher and SFT, GKD, Mix and 2-Stage of every student, with the synthetic inputs
+    they need; no other task's cells."""
+    out = dry_run("demo", "toy", tmp_path)
+    assert job_counts(out) == {
+        "toy_world": 1, "data": 1, "data_task": 1, "synth": 1, "annotate": 1,
+        "sft": 8 + 4,                    # Table 3's SFTs and teachers; every model on the task
+        "gkd": 6 + 3, "gkd_synthetic": 3 + 3,
+        "eval": 12 + 13,                 # Table 3's cells; Table 2's 12 student cells and its teacher
+        "report_demo": 1, "demo": 1, "total": 59}
+    assert "synth --task summarization --n 100k" in out
+    assert "--task translation" not in out and "--task arc" not in out
+
+
 def test_toy_grid_is_the_paper_grid_reduced(tmp_path):
     """`make demo-all`: every table and figure on the toy world's grid (ladder 10k, 20k; "full" =
     20k; synthetic 5k, 20k, 100k): the full-data cells reuse the 20k models instead of training

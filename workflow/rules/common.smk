@@ -135,21 +135,25 @@ def synthetic_sizes():
     return list(WORLD.grid.synthetic)
 
 
+def table2_cells(tasks):
+    """Table 2 / Figure 4 for `tasks`: students from their full-Tulu SFT; the task teacher row;
+    Mix and 2-Stage with the largest synthetic set (the paper's 100k). A domain cell's size is its
+    task data: always the whole training split, "full"."""
+    syn = synthetic_sizes()
+    return ([eval_of(s, m, "full", t) for t in tasks for s in STUDENTS for m in ("sft", "gkd")]
+            + [eval_of(TEACHER, "sft", "full", t) for t in tasks]
+            + ([eval_of(s, m, "full", t, f"synthetic-{syn[-1]}") for t in tasks for s in STUDENTS
+                for m in ("mix", "two_stage")] if syn else []))
+
+
 def grid():
     """THE grid of the paper, expanded in one place: target name -> the eval JSONs it needs
     (each pulls its model, and that model's teacher, init, data and synthetic data, through
     the rules)."""
     ladder = sizes()
     syn = synthetic_sizes()
-    syn_top = syn[-1] if syn else None
     table3 = [eval_of(s, m, n) for s in STUDENTS for n in ladder for m in ("sft", "gkd")]
-    # Table 2 / Figure 4: domain tasks, students from their full-Tulu SFT; the task teacher row;
-    # Mix and 2-Stage with the largest synthetic set (the paper's 100k)
-    # (a domain cell's size is its task data: always the whole training split, "full")
-    table2 = ([eval_of(s, m, "full", t) for t in TASKS for s in STUDENTS for m in ("sft", "gkd")]
-              + [eval_of(TEACHER, "sft", "full", t) for t in TASKS]
-              + [eval_of(s, m, "full", t, f"synthetic-{syn_top}") for t in TASKS for s in STUDENTS
-                 for m in ("mix", "two_stage")] * bool(syn))
+    table2 = table2_cells(TASKS)
     return {
         # The compute-matched SFT controls (sft_long) of the receipts, per table (controls())
         "controls": [f for files in controls().values() for f in files],
@@ -185,9 +189,11 @@ def controls():
 
 
 def demo_targets():
-    """The quick demo (`make demo`, ~20 min on 2 CPU cores): Table 3's cells, SFT and GKD of
-    every student on the world's ladder. `make demo-all` is `all_tables`: every table and figure."""
-    return grid()["table3"]
+    """The quick demo (`make demo`, at most 20 min on 2 CPU cores): Table 3's cells (SFT and GKD
+    of every student on the world's ladder) and Table 2's cells of the world's grid.demo_tasks
+    (the task teacher; SFT, GKD, Mix and 2-Stage of every student, hence synth and annotate).
+    `make demo-all` is `all_tables`: every table and figure."""
+    return grid()["table3"] + table2_cells(WORLD.grid.demo_tasks)
 
 
 def all_evals():
