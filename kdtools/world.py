@@ -73,6 +73,7 @@ class GridSpec:
     synthetic: tuple[str, ...]           # Figure 5's synthetic sizes, smallest first
     controls: tuple[str, ...] = ()       # tables whose compute-matched SFT controls all_tables runs
     demo_tasks: tuple[str, ...] = ()     # domain tasks whose Table 2 cells the quick `demo` runs
+    demo_students: tuple[str, ...] = ("1b", "3b", "8b")   # ... for these students
 
 
 @dataclass(frozen=True)
@@ -220,4 +221,5 @@ def grid_spec(raw: dict, file: Path) -> GridSpec:
     controls = grid.get("controls", False)
     controls = CONTROL_TABLES if controls is True else tuple(controls or ())
     return GridSpec(sizes, full, tuple(sorted(synthetic, key=lambda k: synth_sizes[k] or 0)), controls,
-                    tuple(grid.get("demo_tasks") or ()))
+                    tuple(grid.get("demo_tasks") or ()),
+                    tuple(grid.get("demo_students") or GridSpec.demo_students))

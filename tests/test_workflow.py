@@ -92,18 +92,24 @@ def test_toy_demo_dry_run_builds_the_world_first(tmp_path):
 
 
 def test_toy_demo_runs_table2_for_its_demo_task(tmp_path):
-    """`make demo` on the toy world: Table 3's cells and, for grid.demo_tasks (summarization), Table
-    2's: the task teacher and SFT, GKD, Mix and 2-Stage of every student, with the synthetic inputs
-    they need; no other task's cells."""
+    """`make demo` on the toy world: Table 3's cells and, for grid.demo_tasks (summarization) and
+    grid.demo_students (1b), Table 2's: the task teacher and the student's SFT, GKD, Mix and
+    2-Stage, with the synthetic inputs they need; no other task's or student's cells."""
     out = dry_run("demo", "toy", tmp_path)
     assert job_counts(out) == {
         "toy_world": 1, "data": 1, "data_task": 1, "synth": 1, "annotate": 1,
-        "sft": 8 + 4,                    # Table 3's SFTs and teachers; every model on the task
-        "gkd": 6 + 3, "gkd_synthetic": 3 + 3,
-        "eval": 12 + 13,                 # Table 3's cells; Table 2's 12 student cells and its teacher
-        "report_demo": 1, "demo": 1, "total": 59}
+        "sft": 8 + 2,                    # Table 3's SFTs and teachers; the teacher and 1b on the task
+        "gkd": 6 + 1, "gkd_synthetic": 1 + 1,
+        "eval": 12 + 5,                  # Table 3's cells; Table 2's 4 cells of 1b and its teacher
+        "report_demo": 1, "demo": 1, "total": 43}
     assert "synth --task summarization --n 100k" in out
+    task_lines = [line for line in out.splitlines() if "--task summarization" in line]
+    assert task_lines and not [line for line in task_lines if re.search(r"--(student|model) (3b|8b)\b", line)]
     assert "--task translation" not in out and "--task arc" not in out
+    # every student when a world names none (the schema's default)
+    world = tmp_path / "toy-all-students.yaml"
+    world.write_text((REPO / "workflow" / "config" / "toy.yaml").read_text().replace("demo_students: [1b]", ""))
+    assert job_counts(dry_run("demo", str(world), tmp_path))["total"] == 59
 
 
 def test_toy_grid_is_the_paper_grid_reduced(tmp_path):

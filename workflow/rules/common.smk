@@ -135,14 +135,14 @@ def synthetic_sizes():
     return list(WORLD.grid.synthetic)
 
 
-def table2_cells(tasks):
+def table2_cells(tasks, students=STUDENTS):
     """Table 2 / Figure 4 for `tasks`: students from their full-Tulu SFT; the task teacher row;
     Mix and 2-Stage with the largest synthetic set (the paper's 100k). A domain cell's size is its
     task data: always the whole training split, "full"."""
     syn = synthetic_sizes()
-    return ([eval_of(s, m, "full", t) for t in tasks for s in STUDENTS for m in ("sft", "gkd")]
+    return ([eval_of(s, m, "full", t) for t in tasks for s in students for m in ("sft", "gkd")]
             + [eval_of(TEACHER, "sft", "full", t) for t in tasks]
-            + ([eval_of(s, m, "full", t, f"synthetic-{syn[-1]}") for t in tasks for s in STUDENTS
+            + ([eval_of(s, m, "full", t, f"synthetic-{syn[-1]}") for t in tasks for s in students
                 for m in ("mix", "two_stage")] if syn else []))
 
 
@@ -191,9 +191,9 @@ def controls():
 def demo_targets():
     """The quick demo (`make demo`, at most 20 min on 2 CPU cores): Table 3's cells (SFT and GKD
     of every student on the world's ladder) and Table 2's cells of the world's grid.demo_tasks
-    (the task teacher; SFT, GKD, Mix and 2-Stage of every student, hence synth and annotate).
+    (the task teacher; SFT, GKD, Mix and 2-Stage of grid.demo_students, hence synth and annotate).
     `make demo-all` is `all_tables`: every table and figure."""
-    return grid()["table3"] + table2_cells(WORLD.grid.demo_tasks)
+    return grid()["table3"] + table2_cells(WORLD.grid.demo_tasks, WORLD.grid.demo_students)
 
 
 def all_evals():

@@ -77,7 +77,7 @@ rule synth:
                         single_process=True),
     threads: resource("synth", "cpus_per_task")
     # synth -> annotate -> Mix / 2-Stage is the grid's longest chain: start it as soon as its
-    # generator exists, before the ladder's shorter jobs (on 2 cores it saved the demo ~3 min)
+    # generator exists, before the ladder's shorter jobs
     priority: 10
     resources:
         **rule_resources("synth"),
