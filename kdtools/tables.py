@@ -19,6 +19,7 @@ from rich.table import Table as RichTable
 
 from kdtools.evalindex import TEACHER, Lookup, Record
 from kdtools.intervals import Delta, Intervals, legend
+from kdtools.world import STUDENTS
 
 GENERAL = ("bbh", "gpqa", "ifeval", "infobench", "mmlu_pro")
 GENERAL_HEADERS = ("BBH", "GPQA", "IF-Eval", "InfoBench", "MMLU-Pro")
@@ -26,7 +27,6 @@ GENERAL_HEADERS = ("BBH", "GPQA", "IF-Eval", "InfoBench", "MMLU-Pro")
 DOMAIN = {"translation": ("Translation", "comet"), "summarization": ("Summarization", "rougeL"),
           "arc": ("ARC-Challenge", "accuracy")}
 METRIC_NAMES = {"comet": "COMET", "rougeL": "ROUGE-L", "accuracy": "accuracy"}
-STUDENTS = ("1b", "3b", "8b")
 STRONG_TEACHER = "70b-it"
 TABLE2_METHODS = (("sft", "SFT"), ("gkd", "GKD"), ("mix", "Mix"), ("two_stage", "2-Stage"))
 AVERAGE_NOTE = "An Average is shown only when every benchmark it averages exists for that row (else '-')."

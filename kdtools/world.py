@@ -19,7 +19,8 @@ from kdtools import paths
 from kdtools.errors import KdError
 
 BUILTIN_WORLDS = ("paper", "toy", "smoke")
-MODEL_ALIASES = ("1b", "3b", "8b", "70b", "70b-it")
+STUDENTS = ("1b", "3b", "8b")                    # the study's students, smallest first
+MODEL_ALIASES = (*STUDENTS, "70b", "70b-it")
 SIZE_LABEL = re.compile(r"^([0-9]+k|full)$")
 WORLD_PREFIX = "@world/"
 CONTROL_TABLES = ("table3", "table1", "table2")   # grid.controls: true
@@ -73,7 +74,7 @@ class GridSpec:
     synthetic: tuple[str, ...]           # Figure 5's synthetic sizes, smallest first
     controls: tuple[str, ...] = ()       # tables whose compute-matched SFT controls all_tables runs
     demo_tasks: tuple[str, ...] = ()     # domain tasks whose Table 2 cells the quick `demo` runs
-    demo_students: tuple[str, ...] = ("1b", "3b", "8b")   # ... for these students
+    demo_students: tuple[str, ...] = STUDENTS  # ... for these students
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from kdtools import paths
 from kdtools.errors import KdError
 from kdtools.estimate import TERM_BEFORE_LIMIT, TRAIN_RULES, plan_settings, slurm_resources
 from kdtools.launch import from_resources, launch_command
-from kdtools.world import load_world
+from kdtools.world import STUDENTS, load_world
 
 try:
     WORLD = load_world(config["world"], config["results"])
@@ -19,7 +19,6 @@ except KdError as exc:
 RESULTS = str(WORLD.results)
 W = WORLD.name
 GLOBAL_ARGS = ["--world", str(config["world"]), "--results", RESULTS]
-STUDENTS = ["1b", "3b", "8b"]
 TEACHER = "70b"
 STRONG_TEACHER = "70b-it"
 
