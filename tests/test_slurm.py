@@ -70,8 +70,11 @@ def results(tmp_path_factory):
 
 
 def user_env(slurm, **extra) -> dict:
-    """A user's shell: the venv's kdtools on PATH, W&B off, no partition/account unless given."""
-    env = {k: v for k, v in os.environ.items() if k not in ("SLURM_PARTITION", "SLURM_ACCOUNT")}
+    """A user's shell: the venv's kdtools on PATH, W&B off, no partition/account unless given, and
+    not this pytest process's wandb-core (WANDB_SERVICE, set once a test here ran wandb in-process):
+    a job that inherits it attaches to that service, which may still hold the run a TERM'd attempt
+    left, so the retry's resume failed with "run ID ... is in use" (CI, 2026-12-01)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SLURM_PARTITION", "SLURM_ACCOUNT", "WANDB_SERVICE")}
     return {**env, **slurm, "WANDB_MODE": "disabled", "PATH": f"{BIN}:{os.environ['PATH']}", **extra}
 
 
