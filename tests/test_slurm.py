@@ -47,7 +47,9 @@ def slurm(tmp_path_factory):
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         pytest.skip("starting slurmctld/slurmd needs root on a Debian-like machine (CI runs as root)")
     base = tmp_path_factory.mktemp("slurm-ci")
-    env = {**os.environ, "SLURM_CI_BASE": str(base), "WITH_ACCOUNTING": "1"}
+    # not this process's wandb-core (WANDB_SERVICE): the daemons would hand it to every job (user_env)
+    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"},
+           "SLURM_CI_BASE": str(base), "WITH_ACCOUNTING": "1"}
     setup = subprocess.run(["bash", str(SCRIPTS / "setup-slurm.sh")], env=env, capture_output=True,
                            text=True, timeout=900)
     try:
