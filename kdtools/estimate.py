@@ -22,7 +22,8 @@ from kdtools.workload import (FUSED_LOGIT_CHUNK, GENERAL, SYNTH_INSTRUCTION_TOKE
                               data_tokens, dtype_bytes, synthetic_tokens)
 from kdtools.world import World
 
-CPU_RULES = {"toy_world": 600.0, "data": 1800.0, "data_task": 300.0, "report": 120.0, "report_demo": 120.0}  # wall s, assumed
+CPU_RULES = {"toy_world": 600.0, "data": 1800.0, "data_task": 300.0, "report": 120.0, "report_demo": 120.0,
+             "eval_floor": 300.0}  # wall s, assumed (eval_floor: no model, the scorers x 4 strategies)
 RUNTIME_FLOOR_MIN = 30             # the shortest Slurm time limit a rule asks for
 RUNTIME_STEP_MIN = 15              # time limits are rounded up to this
 HOST_BYTES_PER_GPU = 16e9          # dataloader workers, pinned buffers, one rank's Python

@@ -26,7 +26,7 @@ from rich.console import Console
 from kdtools import manifest, paths, ranks, staging, tracking
 from kdtools.errors import KdError
 from kdtools.evaluation import config as evalconfig
-from kdtools.evaluation import results, sources
+from kdtools.evaluation import floor, results, sources
 from kdtools.world import World
 
 console = Console(stderr=True, soft_wrap=True)
@@ -104,6 +104,13 @@ def resolve_model(world: World, model: str) -> dict:
             "model_hash": run.get("config_hash"), "variant": variant}
 
 
+def floor_model(suite: str) -> dict:
+    """`--model floor`: no model; every benchmark's knowing-nothing answers (kdtools.evaluation.floor),
+    filed as model and method `floor`, task = the suite, size `none`."""
+    return {"model": floor.NAME, "weights": f"{floor.NAME}:{','.join(floor.STRATEGIES)}", "method": floor.NAME,
+            "task": suite, "size": "none", "dims": (), "model_hash": None, "variant": ""}
+
+
 def resolve_judge(world: World, spec: evalconfig.EvalSpec, judge_url: str | None,
                   judge_model: str | None) -> evalconfig.JudgeSpec:
     """The InFoBench judge: --judge-url (OpenAI-compatible; checked reachable now), else
@@ -145,7 +152,7 @@ def make_job(world: World, model: str, suite: str = "general", limit: int | None
         raise KdError(f"--limit must be a positive number of examples per benchmark, got {limit}; omit it to evaluate all")
     if batch_size < 1:
         raise KdError(f"--batch-size must be positive, got {batch_size}")
-    m = resolve_model(world, model)
+    m = floor_model(suite) if model == floor.NAME else resolve_model(world, model)
     benchmarks = spec.suite(suite)
     for bench in benchmarks:
         sources.check_local(world, bench)
@@ -206,34 +213,45 @@ def evaluate(job: EvalJob) -> dict | None:
         comet_setup = scoring.CometSetup(comet_env.comet_python(), job.spec.comet_model, job.spec.comet_batch_size)
     judge, cache = make_judge(job)
 
-    backend = lmeval.pick_backend(job.spec.backend)
-    lm = lmeval.build_lm(job.weights, backend, job.batch_size, job.spec.max_length,
-                         job.world.chat_template, job.world.seed)
-    outputs = lmeval.evaluate(lm, list(job.benchmarks), data_files, job.limit, job.world.seed,
-                              job.world.source_language)
-    del lm  # free the student before a local judge or COMET loads
-    gc.collect()
-    _empty_cuda_cache()
-    if not ranks.is_main():
-        return None  # lm-eval gathers the generations on the main process, which scores and writes
+    benches = list(job.benchmarks)
+
+    def generate(lm) -> dict:
+        return lmeval.evaluate(lm, benches, data_files, job.limit, job.world.seed, job.world.source_language)
+
+    def score(bench, out) -> tuple[dict, dict, dict]:
+        got, info, absent = scoring.score(bench, out, judge, cache, comet_setup)
+        return got, {"task": bench.task, "source": _source(bench), "metrics": sorted(got),
+                     "lm_eval_metric": bench.metric, "n": len(out.samples), "subtasks": len(out.subtasks),
+                     "num_fewshot": _fewshot(out.n_shot), **info}, absent
+
+    if job.model == floor.NAME:
+        if not ranks.is_main():
+            return None  # no model to share out: the main process does it all
+        backend, scored = floor.NAME, floor.evaluate(benches, generate, score)
+    else:
+        backend = lmeval.pick_backend(job.spec.backend)
+        lm = lmeval.build_lm(job.weights, backend, job.batch_size, job.spec.max_length,
+                             job.world.chat_template, job.world.seed)
+        outputs = generate(lm)
+        del lm  # free the student before a local judge or COMET loads
+        gc.collect()
+        _empty_cuda_cache()
+        if not ranks.is_main():
+            return None  # lm-eval gathers the generations on the main process, which scores and writes
+        scored = {b.name: (*score(b, outputs[b.name]), outputs[b.name].samples) for b in benches}
 
     metrics, benchmarks, missing, samples = {}, {}, {}, []
-    for bench in job.benchmarks:
-        out = outputs[bench.name]
-        got, info, absent = scoring.score(bench, out, judge, cache, comet_setup)
+    for bench in benches:
+        got, info, absent, rows = scored[bench.name]
         metrics.update(got)
         missing.update(absent)
-        benchmarks[bench.name] = {
-            "task": bench.task, "source": _source(bench), "metrics": sorted(got),
-            "lm_eval_metric": bench.metric, "n": len(out.samples), "subtasks": len(out.subtasks),
-            "num_fewshot": _fewshot(out.n_shot), **info,
-        }
-        samples += out.samples
+        benchmarks[bench.name] = info
+        samples += rows
     judge_info = judge.describe() if judge is not None else None
     payload = results.build_payload(job, metrics, benchmarks, missing, backend, started, judge_info)
     results.validate(payload)
     results.write(job.out, payload, samples)
-    trained = manifest.read_manifest(Path(job.weights)) if job.method != "base" else None
+    trained = manifest.read_manifest(Path(job.weights)) if job.method not in ("base", floor.NAME) else None
     dims = {"student": job.model, "method": job.method, "task": job.task, "size": job.size, **job.extra_dims()}
     tracking.log_eval(job.world, trained, dims, job.suite, metrics,
                       tracking.run_id(job.out, payload["config_hash"]), job.out)

@@ -7,7 +7,8 @@
 Which folder: DIR is `report --results`, else the global --results / KDTOOLS_RESULTS / ./results.
 If DIR/<world>/evals exists, the world folder is DIR/<world> (DIR is a results root, as for every
 other verb); otherwise, if DIR/evals exists, DIR itself is the world folder. Outputs go to
-<out>/tables/table{1,2,3}.{md,csv}, <out>/tables/intervals.csv and <out>/figures/fig{1..5}.png
+<out>/tables/table{1,2,3}.{md,csv}, <out>/tables/fidelity.{md,csv} (each benchmark's floor, teacher
+and best students: can this world test the claims? kdtools/fidelity.py), <out>/tables/intervals.csv and <out>/figures/fig{1..5}.png
 (<out> = --out, else the world folder), each written atomically; a figure with no cells is not
 drawn (report.json names the target that fills it). tables/report.json is written LAST (files,
 filled vs missing cells per table, the intervals and why any is missing), so its existence means
@@ -44,6 +45,8 @@ from rich.console import Console
 from kdtools import figures, manifest, modelcard, tracking
 from kdtools.errors import KdError
 from kdtools.evalindex import Lookup, Record, load_evals
+from kdtools.evaluation.floor import NAME as FLOOR
+from kdtools.fidelity import Fidelity
 from kdtools.intervals import Delta, Intervals
 from kdtools.receipts import Receipts
 from kdtools.tables import (DOMAIN, GENERAL, GENERAL_HEADERS, METRIC_NAMES, STRONG_TEACHER, STUDENTS, Table,
@@ -149,7 +152,8 @@ def plain(data):
 def world_ladder(job: ReportJob, records: list[Record]) -> list[str]:
     """The world's ladder (grid.sizes) in config order, then any other general size found in the evals."""
     ladder = list(job.world.grid.sizes)
-    extra = {r.size for r in records if r.task == "general" and r.method != "base" and r.size not in ladder}
+    extra = {r.size for r in records
+             if r.task == "general" and r.method not in ("base", FLOOR) and r.size not in ladder}
     return ladder + sorted(extra, key=lambda s: (figures.size_value(s) is None, figures.size_value(s) or 0, s))
 
 
@@ -237,7 +241,9 @@ def run(job: ReportJob) -> dict:
     tables = [table1(lk, job.world.grid.full, ivs), table2(lk, ivs), table3(lk, ladder, ivs)]
     data = figure_data(lk, ladder, job.world.grid.full, ivs)
     rc = Receipts(job.world, job.world_dir, lk, ladder, ivs)
+    check = Fidelity(lk, ladder, job.world.grid.full, ivs)
     ivs.resolve()
+    tables.append(check.table())
     tables_dir, figures_dir = job.out_dir / "tables", job.out_dir / "figures"
     written, summary = [], {}
     for t in tables:
@@ -280,6 +286,7 @@ def run(job: ReportJob) -> dict:
                       "marked": sum(bool(x.get("excludes_zero")) for x in listed),
                       "without": [x for x in listed if "lo" not in x]},
         "cell_counts_note": "filled/missing count score cells read from evals; Averages and deltas are derived",
+        "fidelity": {"file": "tables/fidelity.md", **check.summary()},
         "receipts": {"files": ["tables/receipts.md", "tables/receipts.csv"], **rc.summary(),
                      "model_cards": cards},
         "wandb": wandb_run, "versions": manifest.versions(),

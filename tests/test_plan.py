@@ -41,10 +41,10 @@ def test_paper_grid_counts_follow_the_workflow(paper_grid):
     rules = paper_grid["rules"]
     # the same per-rule job counts as the workflow's dry run (tests/test_workflow.py)
     assert {r: v["jobs"] for r, v in rules.items()} == {
-        "data": 1, "data_task": 3, "sft": 52, "gkd": 39, "eval": 147, "gkd_variant": 11, "seqkd": 1,
-        "synth": 3, "annotate": 3, "gkd_synthetic": 54, "report": 1}
+        "data": 1, "data_task": 3, "sft": 52, "gkd": 39, "eval": 148, "gkd_variant": 11, "seqkd": 1,
+        "synth": 3, "annotate": 3, "gkd_synthetic": 54, "eval_floor": 4, "report": 1}
     total = paper_grid["total"]
-    assert total["done"] == 0 and total["jobs"] == 315
+    assert total["done"] == 0 and total["jobs"] == 320
     assert 1_000 < total["gpu_hours"] < 100_000  # "thousands of H100-hours"
     assert total["fits"] and total["trained_tokens"] > 1e10 and total["disk_gb"] > 1000
     assert rules["gkd"]["generated_tokens"] > 0 and rules["sft"]["generated_tokens"] == 0
@@ -95,7 +95,7 @@ def test_toy_demo_is_costed_on_the_cpu(tmp_path):
     out = plan_json(tmp_path, "demo", world="smoke")
     assert out["gpu"] == "cpu"
     assert {r: v["jobs"] for r, v in out["rules"].items()} == {
-        "toy_world": 1, "data": 1, "sft": 8, "gkd": 6, "eval": 12, "report_demo": 1}
+        "toy_world": 1, "data": 1, "sft": 9, "gkd": 6, "eval": 13, "eval_floor": 1, "report_demo": 1}
     assert all(j["gpus"] in (0, 1) for j in out["jobs"])
 
 

@@ -113,7 +113,7 @@ def read_csv(path: Path) -> tuple[list[str], dict[tuple, dict]]:
     """-> (header, {row labels: {column: text}})."""
     rows = list(csv.reader(path.open()))
     header = rows[0]
-    labels = {"table1": 1, "table2": 1, "table3": 3}[path.stem]
+    labels = {"table1": 1, "table2": 1, "table3": 3, "fidelity": 1}[path.stem]
     return header, {tuple(r[:labels]): dict(zip(header, r, strict=True)) for r in rows[1:]}
 
 
@@ -221,8 +221,10 @@ def test_report_json_is_last_and_counts_cells(report):
     world_dir, _ = report
     summary = json.loads((world_dir / "tables" / "report.json").read_text())
     written = [world_dir / p for p in summary["written"]]
-    # tables, intervals.csv, receipts.{md,csv}, Figures 1-5 and the receipts' (costs estimated: no run.json)
-    assert len(written) == 6 + 1 + 2 + 5 + 1 and all(p.is_file() for p in written)
+    # Tables 1-3 and fidelity, intervals.csv, receipts.{md,csv}, Figures 1-5 and the receipts' (costs
+    # estimated: no run.json)
+    assert len(written) == 8 + 1 + 2 + 5 + 1 and all(p.is_file() for p in written)
+    assert "tables/fidelity.md" in summary["written"]
     last = (world_dir / "tables" / "report.json").stat().st_mtime_ns
     assert all(p.stat().st_mtime_ns <= last for p in written)
     assert summary["tables"]["table1"] == {**summary["tables"]["table1"], "filled": 11, "missing": 4, "cells": 15}

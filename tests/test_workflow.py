@@ -45,8 +45,11 @@ def test_paper_grid_dry_run(tmp_path):
     assert counts["sft"] == 4 * 10 + 4 * 3  # every model x size; + each model on each domain task
     assert counts["gkd"] == 3 * 10 + 3 * 3  # Table 3 / Figure 2; Table 2's GKD column
     assert counts["data_task"] == 3
-    # every cell is evaluated: table3 60, fig1 +10 Base-S, table1 +1 SeqKD, fig3 +1, table2 18 + 3
-    assert counts["eval"] == 93 + 54
+    # every cell is evaluated: table3 60, fig1 +10 Base-S, table1 +1 SeqKD, fig3 +1, table2 18 + 3;
+    # the fidelity table's T_s at full; and every suite's floor (no model)
+    assert counts["eval"] == 93 + 54 + 1
+    assert counts["eval_floor"] == 4
+    assert "eval --model floor --suite translation" in out
     # Table 2's Mix and 2-Stage at 100k, and Figure 5's two-stage at 5k..100k (9 shared)
     assert counts["gkd_synthetic"] == 18 + 45 - 9
     assert counts["synth"] == 3 and counts["annotate"] == 3
@@ -86,9 +89,10 @@ def test_multi_gpu_rules_launch_one_rank_per_gpu_on_the_cost_models_allocation(t
 def test_toy_demo_dry_run_builds_the_world_first(tmp_path):
     counts = job_counts(dry_run("demo", "smoke", tmp_path))
     # toy world, data, SFT of 3 students + the teacher and GKD of 3 students on 10k and 20k,
-    # and the general-suite evaluation of the 12 student cells
-    assert counts == {"toy_world": 1, "data": 1, "sft": 8, "gkd": 6, "eval": 12,
-                      "report_demo": 1, "demo": 1, "total": 30}
+    # the general-suite evaluation of the 12 student cells; for the fidelity table, the general
+    # suite's floor and T_s at the world's full size (smoke: "full", one more SFT of the teacher)
+    assert counts == {"toy_world": 1, "data": 1, "sft": 8 + 1, "gkd": 6, "eval": 12 + 1, "eval_floor": 1,
+                      "report_demo": 1, "demo": 1, "total": 33}
 
 
 def test_toy_demo_runs_table2_for_its_demo_task(tmp_path):
@@ -100,8 +104,9 @@ def test_toy_demo_runs_table2_for_its_demo_task(tmp_path):
         "toy_world": 1, "data": 1, "data_task": 1, "synth": 1, "annotate": 1,
         "sft": 8 + 2,                    # Table 3's SFTs and teachers; the teacher and 1b on the task
         "gkd": 6 + 1, "gkd_synthetic": 1 + 1,
-        "eval": 12 + 5,                  # Table 3's cells; Table 2's 4 cells of 1b and its teacher
-        "report_demo": 1, "demo": 1, "total": 43}
+        "eval": 12 + 5 + 1,              # Table 3's cells; Table 2's 4 cells of 1b and its teacher; T_s
+        "eval_floor": 2,                 # the fidelity table's floors: general and summarization
+        "report_demo": 1, "demo": 1, "total": 46}
     assert "synth --task summarization --n 100k" in out
     task_lines = [line for line in out.splitlines() if "--task summarization" in line]
     assert task_lines and not [line for line in task_lines if re.search(r"--(student|model) (3b|8b)\b", line)]
@@ -109,7 +114,7 @@ def test_toy_demo_runs_table2_for_its_demo_task(tmp_path):
     # every student when a world names none (the schema's default)
     world = tmp_path / "toy-all-students.yaml"
     world.write_text((REPO / "workflow" / "config" / "toy.yaml").read_text().replace("demo_students: [1b]", ""))
-    assert job_counts(dry_run("demo", str(world), tmp_path))["total"] == 59
+    assert job_counts(dry_run("demo", str(world), tmp_path))["total"] == 62
 
 
 def test_toy_grid_is_the_paper_grid_reduced(tmp_path):
@@ -124,8 +129,9 @@ def test_toy_grid_is_the_paper_grid_reduced(tmp_path):
         "gkd_variant": 2 + 1,            # Figure 1's Base-S per size; Figure 3's 70b-it
         "gkd_synthetic": 9 + 9 * 3,      # Table 2's Mix; Figure 5's two-stage (Table 2's at 100k)
         "sft_long": 6,                   # grid.controls [table3]: the ladder's GKD (Table 1's among them)
-        "eval": 12 + 2 + 1 + 1 + 21 + 9 + 27 + 6,
-        "report": 1, "all_tables": 1, "total": 173}
+        "eval": 12 + 2 + 1 + 1 + 21 + 9 + 27 + 6 + 1,   # ... + T_s at full for the fidelity table
+        "eval_floor": 4,                 # every suite's floor (the fidelity table)
+        "report": 1, "all_tables": 1, "total": 178}
     assert "seqkd --student 8b --data 20k --task general" in out
     assert "gkd --student 8b --data 20k --task general --teacher 70b-it" in out
     assert " full" not in " ".join(line for line in out.splitlines() if "--task general" in line)
@@ -148,7 +154,7 @@ def test_controls_target_and_grid_controls(tmp_path):
     world.write_text((REPO / "workflow" / "config" / "toy.yaml").read_text()
                      .replace("controls: [table3]", "controls: true"))
     counts = job_counts(dry_run("all_tables", str(world), tmp_path))
-    assert counts["sft_long"] == 6 + 1 + 18 and counts["total"] == 161 + 2 * 25
+    assert counts["sft_long"] == 6 + 1 + 18 and counts["total"] == 166 + 2 * 25
 
 
 def test_demo_report_is_its_own(tmp_path):

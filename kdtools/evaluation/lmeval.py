@@ -192,4 +192,11 @@ def sample_record(bench: str, task: str, s: dict) -> dict:
         "response": resp[0][0] if isinstance(resp[0], list) else resp[0],
         "filtered": filtered[0] if isinstance(filtered, list) else filtered,
         "target": s.get("target"), "scores": scores, "doc": s.get("doc"),
+        **({"options": len(args)} if _loglikelihood(args) else {}),
     }
+
+
+def _loglikelihood(args) -> bool:
+    """Whether a sample's requests are (context, continuation) pairs: one per multiple-choice option."""
+    return bool(args) and isinstance(args, list | tuple) and all(
+        isinstance(a, list | tuple) and len(a) == 2 and isinstance(a[1], str) for a in args)

@@ -124,6 +124,24 @@ def eval_cmd(wildcards):
     return shlex.join(argv)
 
 
+def floor_eval(suite):
+    """A suite's floor eval (kdtools.evaluation.floor): model and method `floor`, size `none`."""
+    return str(paths.eval_file(WORLD.results, W, "floor", "floor", suite, "none", suite))
+
+
+def floor_cmd(wildcards):
+    argv = ["kdtools", *GLOBAL_ARGS, "eval", "--model", "floor", "--suite", wildcards.suite]
+    if config.get("judge_url"):
+        argv += ["--judge-url", config["judge_url"]]
+    return shlex.join(argv)
+
+
+def fidelity_cells(tasks):
+    """The fidelity table's evals beyond the tables' own: the floor of the general suite and of
+    `tasks`, and T_s at the full size on general data (Table 2's row holds the task teachers)."""
+    return [floor_eval(s) for s in ("general", *tasks)] + [eval_of(TEACHER, "sft", TOP)]
+
+
 def sizes():
     """The general ladder of Table 3 / Figures 1-2: the world's grid.sizes (the paper: every size)."""
     return list(WORLD.grid.sizes)
@@ -170,6 +188,8 @@ def grid():
         "fig4": table2,
         # Figure 5: two-stage KD with 5k ... 100k synthetic inputs
         "fig5": [eval_of(s, "two_stage", "full", t, f"synthetic-{n}") for t in TASKS for s in STUDENTS for n in syn],
+        # the fidelity table: every suite's floor and T_s at full (the report's tables/fidelity.md)
+        "fidelity": fidelity_cells(TASKS) + [eval_of(TEACHER, "sft", "full", t) for t in TASKS],
     }
 
 
@@ -190,9 +210,11 @@ def controls():
 def demo_targets():
     """The quick demo (`make demo`, at most 20 min on 2 CPU cores): Table 3's cells (SFT and GKD
     of every student on the world's ladder) and Table 2's cells of the world's grid.demo_tasks
-    (the task teacher; SFT, GKD, Mix and 2-Stage of grid.demo_students, hence synth and annotate).
+    (the task teacher; SFT, GKD, Mix and 2-Stage of grid.demo_students, hence synth and annotate),
+    and the fidelity table's floors and T_s for those suites.
     `make demo-all` is `all_tables`: every table and figure."""
-    return grid()["table3"] + table2_cells(WORLD.grid.demo_tasks, WORLD.grid.demo_students)
+    return (grid()["table3"] + table2_cells(WORLD.grid.demo_tasks, WORLD.grid.demo_students)
+            + fidelity_cells(WORLD.grid.demo_tasks))
 
 
 def all_evals():

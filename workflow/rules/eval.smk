@@ -25,6 +25,30 @@ rule eval:
         "{params.cmd} > {log} 2>&1"
 
 
+# A suite's floor (`kdtools eval --model floor`): what answers that know nothing score, through the
+# same tasks and scorers; the report's fidelity table compares the teacher and students with it.
+rule eval_floor:
+    input:
+        world_manifest(),
+    output:
+        floor_eval("{suite}"),
+    log:
+        f"{RESULTS}/{W}/logs/eval/floor/{{suite}}.log",
+    wildcard_constraints:
+        suite="general|translation|summarization|arc",
+    params:
+        cmd=floor_cmd,
+    threads: 1  # no model: the benchmarks' scorers only
+    resources:
+        cpus_per_task=1,
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/kdtools.yaml"
+    shell:
+        "{params.cmd} > {log} 2>&1"
+
+
 # Tables and figures from whatever evaluations exist; a missing cell is a dash. `report` waits
 # for the whole grid; `report_demo` for the demo's cells and writes to <results>/<world>/demo/.
 rule report:
