@@ -77,3 +77,23 @@ def test_floor_of_multiple_choice_by_loglikelihood_is_chance():
     # generation (no options) is not multiple choice by log-likelihood
     gen = BenchOutput("bbh", metric=0.1, samples=[{"scores": {"exact_match": 1.0}}])
     assert not chance(SimpleNamespace(metric="exact_match,none"), gen) and gen.metric == 0.1
+
+
+def test_floor_model_answers_by_strategy():
+    """The copy answer is the last user turn of a few-shot chat, without the template's markup; the
+    constant answers are per lm-eval task; every option of a multiple-choice item is equally likely."""
+    from kdtools.evaluation.floor import _lm_class
+
+    floor_lm = _lm_class()
+    chat = [{"role": "user", "content": "Q: 2+2?"}, {"role": "assistant", "content": "4"},
+            {"role": "user", "content": "Q: 3+3?"}]
+    copy = floor_lm("copy")
+    context = copy.apply_chat_template(chat)
+    assert context == "Q: 3+3?"
+    req = SimpleNamespace(args=(context, {"until": ["\n"]}), task_name="kd_bbh")
+    answers = {"kd_bbh": "6"}
+    assert [floor_lm(s, answers).generate_until([req])[0] for s in ("copy", "empty", "majority", "stated")] == [
+        "Q: 3+3?", "", "6", "The answer is 6."]
+    assert floor_lm("majority", answers).generate_until([SimpleNamespace(args=("x", {}), task_name="other")]) == [""]
+    assert copy.loglikelihood([SimpleNamespace(args=("q", " a")), SimpleNamespace(args=("q", " b"))]) == [
+        (0.0, False), (0.0, False)]
