@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from kdtools.evaluation import results
 from kdtools.evaluation.floor import chance
 from kdtools.evaluation.lmeval import BenchOutput
-from tests.conftest import kdtools
+from tests.conftest import REPO, kdtools
 
 
 def read_samples(path) -> list[dict]:
@@ -97,3 +97,33 @@ def test_floor_model_answers_by_strategy():
     assert floor_lm("majority", answers).generate_until([SimpleNamespace(args=("x", {}), task_name="other")]) == [""]
     assert copy.loglikelihood([SimpleNamespace(args=("q", " a")), SimpleNamespace(args=("q", " b"))]) == [
         (0.0, False), (0.0, False)]
+
+
+def test_cloze_multiple_choice_and_its_chance_floor(fresh_smoke, tmp_path):
+    """The toy world's multiple choice (kd_*_cloze): the question alone, each option's text scored
+    by log-likelihood, no letter generated; its floor is chance, 1/options per item."""
+    from kdtools.evaluation import hooks
+
+    text = (REPO / "workflow" / "config" / "smoke.yaml").read_text()
+    for bench in ("gpqa", "mmlu_pro"):
+        text = text.replace(f'task: kd_{bench}, metric: "acc,none"', f'task: kd_{bench}_cloze, metric: "acc_norm,none"')
+    text = text.replace('task: kd_arc, metric: "acc,none"', 'task: kd_arc_cloze, metric: "acc_norm,none"')
+    world = tmp_path / "smoke-cloze.yaml"
+    world.write_text(text)
+    kdtools("data", "--task", "arc", results=fresh_smoke, world=str(world))
+    kdtools("eval", "--model", "floor", "--suite", "arc", results=fresh_smoke, world=str(world))
+    floor_doc = json.loads((fresh_smoke / "smoke" / "evals" / "floor" / "floor" / "arc" / "none" / "arc.json").read_text())
+    rows = [json.loads(line) for line in (fresh_smoke / "smoke" / "world" / "tasks" / "arc" / "test.jsonl").read_text().splitlines()]
+    assert floor_doc["benchmarks"]["arc"]["floor"] == {"strategy": "chance", "scores": {"chance": floor_doc["metrics"]["accuracy"]},
+                                                       "answers": {}}
+    assert floor_doc["metrics"]["accuracy"] == round(100 * sum(1 / len(r["choices"]["text"]) for r in rows) / len(rows), 2)
+
+    kdtools("eval", "--model", "1b", "--suite", "general", "--limit", "12", results=fresh_smoke, world=str(world))
+    out = fresh_smoke / "smoke" / "evals" / "1b" / "base" / "general" / "none" / "general.json"
+    doc = json.loads(out.read_text())
+    assert doc["benchmarks"]["gpqa"]["task"] == "kd_gpqa_cloze" and doc["benchmarks"]["gpqa"]["n"] == 12
+    samples = [s for s in read_samples(out.with_name("general.samples.jsonl")) if s["benchmark"] == "gpqa"]
+    # one request per option: the question alone as context, the option's text as continuation
+    assert all(s["options"] == 4 for s in samples)
+    assert all("A." not in s["prompt"] and hooks.mc_bare_question(s["doc"]) in s["prompt"] for s in samples)
+    assert abs(100 * sum(s["scores"]["acc_norm"] for s in samples) / 12 - doc["metrics"]["gpqa"]) < 0.01

@@ -64,6 +64,22 @@ def mc_target(doc: dict) -> str:
     return mc_options(doc)[1]
 
 
+def mc_bare_question(doc: dict) -> str:
+    """A multiple-choice row's question alone: in the cloze templates (kd_*_cloze) the options are
+    the continuations scored by log-likelihood, so the prompt does not list them."""
+    return doc["Question"] if "Question" in doc else doc["question"]
+
+
+def mc_choices(doc: dict) -> list[str]:
+    """The options' texts, in the row's order (GPQA: the hash-fixed order)."""
+    return mc_options(doc)[0]
+
+
+def mc_index(doc: dict) -> int:
+    """The gold option's position in `mc_choices`."""
+    return LETTERS.index(mc_options(doc)[1])
+
+
 def ifeval_text(doc: dict) -> str:
     return doc["prompt"]
 
