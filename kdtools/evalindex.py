@@ -13,6 +13,7 @@ from pathlib import Path
 
 from kdtools import figures
 from kdtools.errors import KdError
+from kdtools.evaluation.floor import NAME as FLOOR
 
 TEACHER = "70b"
 REPORT_FIELDS = ("model", "method", "task", "size", "suite", "metrics")
@@ -48,7 +49,7 @@ def default_init(method: str, task: str) -> str | None:
 
 
 def default_teacher(method: str) -> str | None:
-    return None if method in ("sft", "base", "sft_long") else TEACHER
+    return None if method in ("sft", "base", "sft_long", FLOOR) else TEACHER
 
 
 def _report_schema() -> dict:

@@ -1,7 +1,7 @@
 """The floor of every benchmark: what an answer that knows nothing scores, through the very
 lm-eval tasks, filters and scorers a model's eval uses (`kdtools eval --model floor`).
 
-    outputs = floor.evaluate(run_lmeval, score)    # per benchmark: the best knowing-nothing answer
+    scored = floor.evaluate(benches, run_lmeval, score)   # per benchmark: the best knowing-nothing answer
 
 A model that scores at its benchmark's floor has shown nothing; a teacher far above it has
 something to distil. The fidelity table of `kdtools report` compares every teacher and student
@@ -117,20 +117,17 @@ def evaluate(benches: list, run_lmeval: Callable[[object], dict], score: Callabl
             answers = majority_answers(outputs)
         for bench in benches:
             out = outputs[bench.name]
-            if chance(bench, out):
-                strategy_name = "chance"
-            else:
-                strategy_name = strategy
-            metrics, info, missing = score(bench, out)
-            tried[bench.name].setdefault(strategy_name, (metrics, info, missing, out.samples))
+            name = "chance" if chance(bench, out) else strategy
+            tried[bench.name].setdefault(name, (*score(bench, out), out.samples))
     best = {}
     for bench in benches:
         runs = tried[bench.name]
         value = {s: _value(r[0]) for s, r in runs.items()}
         winner = max(runs, key=lambda s: (value[s] if value[s] is not None else float("-inf")))
         metrics, info, missing, samples = runs[winner]
-        info = {**info, "floor": {"strategy": winner, "scores": {s: v for s, v in value.items()},
-                                  "answers": {t: a for t, a in answers.items() if t in _tasks(samples)}}}
+        tasks = {s.get("subtask") for s in samples}
+        info = {**info, "floor": {"strategy": winner, "scores": value,
+                                  "answers": {t: a for t, a in answers.items() if t in tasks}}}
         best[bench.name] = (metrics, info, missing, samples)
     return best
 
@@ -138,7 +135,3 @@ def evaluate(benches: list, run_lmeval: Callable[[object], dict], score: Callabl
 def _value(metrics: dict) -> float | None:
     values = [v for v in metrics.values() if v is not None]
     return round(sum(values) / len(values), 4) if values else None
-
-
-def _tasks(samples: list[dict]) -> set:
-    return {s.get("subtask") for s in samples}

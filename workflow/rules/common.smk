@@ -116,12 +116,17 @@ def eval_of(model, method, size, task="general", variant=""):
     return str(paths.eval_file(WORLD.results, W, model, method, task, size, SUITE_OF_TASK[task], variant))
 
 
-def eval_cmd(wildcards):
-    folder = paths.model_dir(WORLD.results, W, wildcards.model, wildcards.method, wildcards.task, wildcards.leaf)
-    argv = ["kdtools", *GLOBAL_ARGS, "eval", "--model", str(folder), "--suite", wildcards.suite]
+def eval_argv(model, suite):
+    """`kdtools eval` of a model folder (or `floor`) on a suite, with the configured judge."""
+    argv = ["kdtools", *GLOBAL_ARGS, "eval", "--model", str(model), "--suite", suite]
     if config.get("judge_url"):
         argv += ["--judge-url", config["judge_url"]]
     return shlex.join(argv)
+
+
+def eval_cmd(wildcards):
+    folder = paths.model_dir(WORLD.results, W, wildcards.model, wildcards.method, wildcards.task, wildcards.leaf)
+    return eval_argv(folder, wildcards.suite)
 
 
 def floor_eval(suite):
@@ -130,10 +135,7 @@ def floor_eval(suite):
 
 
 def floor_cmd(wildcards):
-    argv = ["kdtools", *GLOBAL_ARGS, "eval", "--model", "floor", "--suite", wildcards.suite]
-    if config.get("judge_url"):
-        argv += ["--judge-url", config["judge_url"]]
-    return shlex.join(argv)
+    return eval_argv("floor", wildcards.suite)
 
 
 def fidelity_cells(tasks):
